@@ -1,0 +1,12 @@
+//! Shared building blocks of wan-rs: locating and opening checkpoint weights (single or sharded
+//! safetensors, PyTorch `.pth` pickles) and the errors that come with them.
+//!
+//! Model crates (`wan-vae`, `wan-dit`, `wan-text`) build on [`weights::WeightFiles`]: they open a
+//! checkpoint with it, inspect its tensor names to detect the key layout (diffusers or official),
+//! and get a [`candle_nn::VarBuilder`] that renames keys in one place per model.
+
+pub mod error;
+pub mod weights;
+
+pub use error::{Error, Result};
+pub use weights::{WeightFiles, WeightFormat};

@@ -1,0 +1,1 @@
+//! The Wan diffusion transformer (WanTransformer3DModel / WanModel) in candle.

@@ -1,0 +1,1 @@
+//! Generation pipelines (text-to-video) wiring the Wan models and samplers together.

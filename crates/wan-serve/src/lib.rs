@@ -1,0 +1,1 @@
+//! The wan generation service: HTTP API over a durable job queue.
