@@ -1,2 +1,31 @@
 //! `wan`: generate video with Wan 2.1 / 2.2 models, benchmark the engine, serve jobs.
-fn main() {}
+
+mod bench;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+/// Generate video with the open Wan 2.1 / 2.2 models.
+#[derive(Parser)]
+#[command(name = "wan", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Time engine components on this machine, beside PyTorch with `--peer`.
+    Bench(bench::BenchCommand),
+}
+
+fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Bench(cmd) => bench::run(cmd),
+    }
+}
