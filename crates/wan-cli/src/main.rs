@@ -1,6 +1,7 @@
 //! `wan`: generate video with Wan 2.1 / 2.2 models, benchmark the engine, serve jobs.
 
 mod bench;
+mod serve;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -17,6 +18,8 @@ struct Cli {
 enum Command {
     /// Time engine components on this machine, beside PyTorch with `--peer`.
     Bench(bench::BenchCommand),
+    /// Serve generation jobs over HTTP from a durable queue.
+    Serve(serve::ServeArgs),
 }
 
 fn main() -> Result<()> {
@@ -27,5 +30,6 @@ fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Bench(cmd) => bench::run(cmd),
+        Command::Serve(args) => serve::run(args),
     }
 }

@@ -1,1 +1,12 @@
-//! Generation pipelines (text-to-video) wiring the Wan models and samplers together.
+//! Generation pipelines for Wan models. A pipeline only wires the parts together: the text
+//! encoder (`wan-text`), the diffusion transformer (`wan-dit`), a sampler (`wan-sched`) and the
+//! VAE (`wan-vae`); outputs are written by `wan-video`.
+//!
+//! [`GenerateRequest`] is the one description of a generation job, shared by `wan generate` and
+//! `wan serve`; [`GenerateRequest::validate`] holds the validation rules for both.
+
+pub mod progress;
+pub mod request;
+
+pub use progress::{NoProgress, Progress, ProgressEvent, Stage};
+pub use request::{GenerateRequest, ModelDefaults, ResolvedRequest, SAMPLERS, ValidationError};
