@@ -3,6 +3,8 @@
 mod clean;
 pub mod error;
 mod html;
+pub mod tokenizer;
 
 pub use clean::prompt_clean;
 pub use error::{Error, Result};
+pub use tokenizer::{TokenBatch, Tokenizer};
