@@ -5,6 +5,7 @@
 //! checkpoint with it, inspect its tensor names to detect the key layout (diffusers or official),
 //! and get a [`candle_nn::VarBuilder`] that renames keys in one place per model.
 
+pub mod attention;
 pub mod error;
 pub mod weights;
 
