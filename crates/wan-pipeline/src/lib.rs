@@ -5,6 +5,7 @@
 //! [`GenerateRequest`] is the one description of a generation job, shared by `wan generate` and
 //! `wan serve`; [`GenerateRequest::validate`] holds the validation rules for both.
 
+pub mod noise;
 pub mod progress;
 pub mod request;
 
