@@ -5,9 +5,13 @@
 //! [`GenerateRequest`] is the one description of a generation job, shared by `wan generate` and
 //! `wan serve`; [`GenerateRequest::validate`] holds the validation rules for both.
 
+pub mod error;
+pub mod model;
 pub mod noise;
 pub mod progress;
 pub mod request;
 
+pub use error::{Error, Result};
+pub use model::{HubOptions, Layout, ModelFiles};
 pub use progress::{NoProgress, Progress, ProgressEvent, Stage};
 pub use request::{GenerateRequest, ModelDefaults, ResolvedRequest, SAMPLERS, ValidationError};
