@@ -193,7 +193,10 @@ mod tests {
     /// (`fixtures/text/prompt_clean.json`, written by `tools/fixtures/text.py`). Exact string equality.
     #[test]
     fn matches_diffusers_prompt_clean() {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../fixtures/text/prompt_clean.json");
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../fixtures/text/prompt_clean.json"
+        );
         let text = std::fs::read_to_string(path).expect("read prompt_clean.json");
         let cases: Cases = serde_json::from_str(&text).expect("parse prompt_clean.json");
         assert!(cases.cases.len() > 20);
@@ -201,10 +204,18 @@ mod tests {
         for case in &cases.cases {
             let got = prompt_clean(&case.input);
             if got != case.expected {
-                failures.push(format!("input {:?}\n  expected {:?}\n  got      {:?}", case.input, case.expected, got));
+                failures.push(format!(
+                    "input {:?}\n  expected {:?}\n  got      {:?}",
+                    case.input, case.expected, got
+                ));
             }
         }
-        assert!(failures.is_empty(), "{} mismatches:\n{}", failures.len(), failures.join("\n"));
+        assert!(
+            failures.is_empty(),
+            "{} mismatches:\n{}",
+            failures.len(),
+            failures.join("\n")
+        );
     }
 
     #[test]

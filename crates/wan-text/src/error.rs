@@ -57,7 +57,9 @@ pub enum Error {
         reason: String,
     },
     /// A token id is outside the encoder's vocabulary: the tokenizer does not belong to this model.
-    #[error("token id {id} is outside the text encoder's vocabulary of {vocab_size}: tokenizer and model do not match")]
+    #[error(
+        "token id {id} is outside the text encoder's vocabulary of {vocab_size}: tokenizer and model do not match"
+    )]
     TokenOutOfRange {
         /// The offending id.
         id: u32,

@@ -32,7 +32,11 @@ pub struct TokenBatch {
 impl TokenBatch {
     /// The ids as a `[batch, text_len]` u32 tensor.
     pub fn ids_tensor(&self, device: &Device) -> Result<Tensor> {
-        Ok(Tensor::from_slice(&self.ids, (self.lengths.len(), self.text_len), device)?)
+        Ok(Tensor::from_slice(
+            &self.ids,
+            (self.lengths.len(), self.text_len),
+            device,
+        )?)
     }
 
     /// The attention mask as a `[batch, text_len]` u8 tensor: 1 on real tokens, 0 on padding.
@@ -42,7 +46,11 @@ impl TokenBatch {
             .iter()
             .flat_map(|&len| (0..self.text_len).map(move |i| u8::from(i < len)))
             .collect();
-        Ok(Tensor::from_slice(&mask, (self.lengths.len(), self.text_len), device)?)
+        Ok(Tensor::from_slice(
+            &mask,
+            (self.lengths.len(), self.text_len),
+            device,
+        )?)
     }
 }
 
@@ -67,7 +75,10 @@ impl Tokenizer {
         let (file, dir) = if path.is_dir() {
             (path.join("tokenizer.json"), path.to_path_buf())
         } else {
-            (path.to_path_buf(), path.parent().unwrap_or(Path::new(".")).to_path_buf())
+            (
+                path.to_path_buf(),
+                path.parent().unwrap_or(Path::new(".")).to_path_buf(),
+            )
         };
         if !file.is_file() {
             return Err(Error::NotFound {
@@ -89,7 +100,10 @@ impl Tokenizer {
         let token = |key: &str, default: &str| -> String {
             let value = config.as_ref().and_then(|c| c.get(key));
             value
-                .and_then(|v| v.as_str().or_else(|| v.get("content").and_then(Value::as_str)))
+                .and_then(|v| {
+                    v.as_str()
+                        .or_else(|| v.get("content").and_then(Value::as_str))
+                })
                 .unwrap_or(default)
                 .to_string()
         };
@@ -112,12 +126,21 @@ impl Tokenizer {
             serde_json::from_value(spec).map_err(|e| bad(format!("not a tokenizers file: {e}")))?;
         if rebuild_t5 {
             let eos = token("eos_token", "</s>");
-            let eos_id = inner
-                .token_to_id(&eos)
-                .ok_or_else(|| bad(format!("end-of-sequence token {eos:?} is not in the vocabulary")))?;
+            let eos_id = inner.token_to_id(&eos).ok_or_else(|| {
+                bad(format!(
+                    "end-of-sequence token {eos:?} is not in the vocabulary"
+                ))
+            })?;
             let template = TemplateProcessing::builder()
                 .try_single(vec!["$A".to_string(), eos.clone()])
-                .and_then(|b| b.try_pair(vec!["$A".to_string(), eos.clone(), "$B".to_string(), eos.clone()]))
+                .and_then(|b| {
+                    b.try_pair(vec![
+                        "$A".to_string(),
+                        eos.clone(),
+                        "$B".to_string(),
+                        eos.clone(),
+                    ])
+                })
                 .map_err(|e| bad(format!("cannot build the `$A {eos}` template: {e}")))?
                 .special_tokens(vec![(eos.clone(), eos_id)])
                 .build()
@@ -153,11 +176,16 @@ impl Tokenizer {
     /// Tokenizes already-cleaned texts: each is truncated so that it fits `text_len` with its special tokens,
     /// gets `</s>` appended and is right-padded with `<pad>` to `text_len`.
     pub fn tokenize(&self, texts: &[&str], text_len: usize) -> Result<TokenBatch> {
-        let added = self.inner.get_post_processor().map_or(0, |p| p.added_tokens(false));
+        let added = self
+            .inner
+            .get_post_processor()
+            .map_or(0, |p| p.added_tokens(false));
         if text_len == 0 || text_len < added {
             return Err(Error::InvalidArgument {
                 what: "text_len",
-                reason: format!("{text_len} leaves no room for the {added} special token(s); use at least 1"),
+                reason: format!(
+                    "{text_len} leaves no room for the {added} special token(s); use at least 1"
+                ),
             });
         }
         let mut batch = TokenBatch {
@@ -172,11 +200,16 @@ impl Tokenizer {
             };
             let mut encoding = self.inner.encode(*text, false).map_err(tokenize_err)?;
             encoding.truncate(text_len - added, 0, TruncationDirection::Right);
-            let encoding = self.inner.post_process(encoding, None, true).map_err(tokenize_err)?;
+            let encoding = self
+                .inner
+                .post_process(encoding, None, true)
+                .map_err(tokenize_err)?;
             let ids = encoding.get_ids();
             let len = ids.len().min(text_len);
             batch.ids.extend_from_slice(&ids[..len]);
-            batch.ids.extend(std::iter::repeat_n(self.pad_id, text_len - len));
+            batch
+                .ids
+                .extend(std::iter::repeat_n(self.pad_id, text_len - len));
             batch.lengths.push(len);
         }
         Ok(batch)
@@ -202,13 +235,19 @@ fn rebuild_as_t5(spec: &mut Value) -> std::result::Result<(), String> {
         .get_mut("model")
         .and_then(Value::as_object_mut)
         .ok_or("no \"model\" object")?;
-    let kind = model.get("type").and_then(Value::as_str).unwrap_or("(none)");
+    let kind = model
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or("(none)");
     if kind != "Unigram" {
         return Err(format!("T5Tokenizer needs a Unigram model, found {kind}"));
     }
     model.insert("unk_id".into(), json!(2));
     model.insert("byte_fallback".into(), json!(false));
-    let normalizer = spec.get("normalizer").and_then(find_precompiled).unwrap_or(Value::Null);
+    let normalizer = spec
+        .get("normalizer")
+        .and_then(find_precompiled)
+        .unwrap_or(Value::Null);
     let object = spec.as_object_mut().ok_or("not a JSON object")?;
     object.insert("normalizer".into(), normalizer);
     object.insert(
@@ -256,13 +295,15 @@ mod tests {
     }
 
     fn prompts() -> Prompts {
-        let text = std::fs::read_to_string(fixtures().join("prompts.json")).expect("read prompts.json");
+        let text =
+            std::fs::read_to_string(fixtures().join("prompts.json")).expect("read prompts.json");
         serde_json::from_str(&text).expect("parse prompts.json")
     }
 
     fn reference(name: &str) -> Vec<Vec<i64>> {
-        let tensors = candle_core::safetensors::load(fixtures().join("reference.safetensors"), &Device::Cpu)
-            .expect("load reference.safetensors");
+        let tensors =
+            candle_core::safetensors::load(fixtures().join("reference.safetensors"), &Device::Cpu)
+                .expect("load reference.safetensors");
         tensors[name].to_vec2::<i64>().expect("ids")
     }
 
@@ -278,7 +319,11 @@ mod tests {
         for (row, (want, mask)) in want_ids.iter().zip(&want_mask).enumerate() {
             let got = &batch.ids[row * p.text_len..(row + 1) * p.text_len];
             let got: Vec<i64> = got.iter().map(|&i| i64::from(i)).collect();
-            assert_eq!(&got, want, "{dir}: ids of prompt {row} {:?}", p.prompts[row]);
+            assert_eq!(
+                &got, want,
+                "{dir}: ids of prompt {row} {:?}",
+                p.prompts[row]
+            );
             let len = mask.iter().sum::<i64>() as usize;
             assert_eq!(batch.lengths[row], len, "{dir}: length of prompt {row}");
         }
@@ -295,23 +340,35 @@ mod tests {
     /// transformers 5.23.0 rebuilds the T5 pipeline, and so must we. Exact.
     #[test]
     fn legacy_layout_ids_match_transformers() {
-        check_against_reference("tokenizer_legacy", "legacy_input_ids", "legacy_attention_mask");
+        check_against_reference(
+            "tokenizer_legacy",
+            "legacy_input_ids",
+            "legacy_attention_mask",
+        );
     }
 
     /// Untruncated ids (transformers 5.23.0, no padding) for every prompt, including those longer than 24.
     #[test]
     fn untruncated_ids_match_transformers() {
         let p = prompts();
-        let tokenizer = Tokenizer::from_path(&fixtures().join("tokenizer/tokenizer.json")).expect("load");
+        let tokenizer =
+            Tokenizer::from_path(&fixtures().join("tokenizer/tokenizer.json")).expect("load");
         let text_len = 512;
         let texts: Vec<&str> = p.cleaned.iter().map(String::as_str).collect();
         let batch = tokenizer.tokenize(&texts, text_len).expect("tokenize");
         for (row, want) in p.full_ids.iter().enumerate() {
             let got = &batch.ids[row * text_len..row * text_len + batch.lengths[row]];
             assert_eq!(got, &want[..], "prompt {row}");
-            assert!(batch.ids[row * text_len + batch.lengths[row]..(row + 1) * text_len].iter().all(|&i| i == 0));
+            assert!(
+                batch.ids[row * text_len + batch.lengths[row]..(row + 1) * text_len]
+                    .iter()
+                    .all(|&i| i == 0)
+            );
         }
-        assert!(p.full_ids.iter().any(|ids| ids.len() > p.text_len), "a prompt must exceed text_len");
+        assert!(
+            p.full_ids.iter().any(|ids| ids.len() > p.text_len),
+            "a prompt must exceed text_len"
+        );
         let mask = batch.mask_tensor(&Device::Cpu).expect("mask");
         assert_eq!(mask.dims(), &[p.cleaned.len(), text_len]);
     }
@@ -321,7 +378,10 @@ mod tests {
         let tokenizer = Tokenizer::from_path(&fixtures().join("tokenizer")).expect("load");
         let batch = tokenizer.tokenize(&["a long prompt"], 1).expect("tokenize");
         assert_eq!(batch.ids, vec![1]);
-        let err = tokenizer.tokenize(&["x"], 0).expect_err("text_len 0").to_string();
+        let err = tokenizer
+            .tokenize(&["x"], 0)
+            .expect_err("text_len 0")
+            .to_string();
         assert!(err.contains("text_len"), "{err}");
     }
 
@@ -334,28 +394,53 @@ mod tests {
 
     #[test]
     fn missing_and_malformed_tokenizers_are_named() {
-        let err = Tokenizer::from_path(Path::new("/nonexistent/tokenizer")).expect_err("missing").to_string();
+        let err = Tokenizer::from_path(Path::new("/nonexistent/tokenizer"))
+            .expect_err("missing")
+            .to_string();
         assert!(err.contains("/nonexistent/tokenizer"), "{err}");
 
         let empty = tmp_dir("tok-empty");
-        let err = Tokenizer::from_path(&empty).expect_err("no tokenizer.json").to_string();
-        assert!(err.contains("tokenizer.json") && err.contains("not found"), "{err}");
+        let err = Tokenizer::from_path(&empty)
+            .expect_err("no tokenizer.json")
+            .to_string();
+        assert!(
+            err.contains("tokenizer.json") && err.contains("not found"),
+            "{err}"
+        );
 
         let broken = tmp_dir("tok-broken");
         std::fs::write(broken.join("tokenizer.json"), "{\"model\": ").expect("write");
-        let err = Tokenizer::from_path(&broken).expect_err("bad json").to_string();
-        assert!(err.contains("malformed tokenizer") && err.contains("invalid JSON"), "{err}");
+        let err = Tokenizer::from_path(&broken)
+            .expect_err("bad json")
+            .to_string();
+        assert!(
+            err.contains("malformed tokenizer") && err.contains("invalid JSON"),
+            "{err}"
+        );
 
         let wrong = tmp_dir("tok-wrong");
-        std::fs::write(wrong.join("tokenizer.json"), r#"{"model": {"type": "BPE", "vocab": {}, "merges": []}}"#)
-            .expect("write");
-        std::fs::write(wrong.join("tokenizer_config.json"), r#"{"tokenizer_class": "T5Tokenizer"}"#).expect("write");
+        std::fs::write(
+            wrong.join("tokenizer.json"),
+            r#"{"model": {"type": "BPE", "vocab": {}, "merges": []}}"#,
+        )
+        .expect("write");
+        std::fs::write(
+            wrong.join("tokenizer_config.json"),
+            r#"{"tokenizer_class": "T5Tokenizer"}"#,
+        )
+        .expect("write");
         let err = Tokenizer::from_path(&wrong).expect_err("bpe").to_string();
         assert!(err.contains("needs a Unigram model, found BPE"), "{err}");
 
         let garbage = tmp_dir("tok-garbage");
-        std::fs::write(garbage.join("tokenizer.json"), r#"{"model": {"type": "Nope"}}"#).expect("write");
-        let err = Tokenizer::from_path(&garbage).expect_err("garbage").to_string();
+        std::fs::write(
+            garbage.join("tokenizer.json"),
+            r#"{"model": {"type": "Nope"}}"#,
+        )
+        .expect("write");
+        let err = Tokenizer::from_path(&garbage)
+            .expect_err("garbage")
+            .to_string();
         assert!(err.contains("not a tokenizers file"), "{err}");
     }
 }
