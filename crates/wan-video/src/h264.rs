@@ -3,8 +3,7 @@
 use openh264::OpenH264API;
 use openh264::Timestamp;
 use openh264::encoder::{
-    BitRate, Complexity, Encoder, EncoderConfig, FrameRate, FrameType, RateControlMode, UsageType,
-    VuiConfig,
+    BitRate, Complexity, Encoder, EncoderConfig, FrameRate, FrameType, RateControlMode, VuiConfig,
 };
 use openh264::formats::YUVBuffer;
 
@@ -76,7 +75,6 @@ pub(crate) fn encode(frames: &Frames) -> Result<EncodedVideo> {
         .bitrate(BitRate::from_bps(target_bitrate(width, height, fps)))
         .max_frame_rate(FrameRate::from_hz(fps as f32))
         .rate_control_mode(RateControlMode::Quality)
-        .usage_type(UsageType::CameraVideoNonRealTime)
         .complexity(Complexity::High)
         .skip_frames(false)
         .vui(VuiConfig::bt709());

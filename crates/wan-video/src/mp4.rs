@@ -8,9 +8,8 @@ use crate::error::{Error, Result};
 use crate::h264::EncodedVideo;
 use crate::metadata::Metadata;
 
-/// Movie timescale (ticks per second) of `mvhd`/`tkhd` durations.
-const MOVIE_TIMESCALE: u32 = 1000;
-/// Media ticks per frame: the media timescale is `fps * TICKS_PER_FRAME`, so every frame lasts exactly 1/fps s.
+/// Ticks per frame: movie and media timescales are both `fps * TICKS_PER_FRAME`, so every frame lasts exactly
+/// 1/fps s and the clip exactly frames/fps s.
 const TICKS_PER_FRAME: u32 = 1000;
 
 /// The unity transformation matrix of `mvhd`/`tkhd`.
@@ -138,12 +137,14 @@ impl Track<'_> {
         self.video.samples.len() as u32
     }
 
-    /// Clip duration in movie ticks (milliseconds), rounded to nearest.
-    fn movie_duration(&self) -> u32 {
-        let ms = (u64::from(self.frame_count()) * u64::from(MOVIE_TIMESCALE) * 2
-            + u64::from(self.fps))
-            / (2 * u64::from(self.fps));
-        u32::try_from(ms).unwrap_or(u32::MAX)
+    /// Ticks per second of every duration in the file.
+    fn timescale(&self) -> u32 {
+        self.fps * TICKS_PER_FRAME
+    }
+
+    /// Clip duration in ticks.
+    fn duration(&self) -> u32 {
+        self.frame_count().saturating_mul(TICKS_PER_FRAME)
     }
 
     fn moov(&self, data_offset: u64) -> Vec<u8> {
@@ -155,10 +156,7 @@ impl Track<'_> {
 
     fn mvhd(&self) -> Vec<u8> {
         let mut b = Vec::new();
-        b.u32(0)
-            .u32(0)
-            .u32(MOVIE_TIMESCALE)
-            .u32(self.movie_duration());
+        b.u32(0).u32(0).u32(self.timescale()).u32(self.duration());
         b.u32(0x0001_0000).u16(0x0100).u16(0).u32(0).u32(0);
         for m in MATRIX {
             b.u32(m);
@@ -169,7 +167,7 @@ impl Track<'_> {
 
     fn trak(&self, data_offset: u64) -> Vec<u8> {
         let mut tkhd = Vec::new();
-        tkhd.u32(0).u32(0).u32(1).u32(0).u32(self.movie_duration());
+        tkhd.u32(0).u32(0).u32(1).u32(0).u32(self.duration());
         tkhd.u32(0).u32(0).u16(0).u16(0).u16(0).u16(0);
         for m in MATRIX {
             tkhd.u32(m);
@@ -182,12 +180,8 @@ impl Track<'_> {
     }
 
     fn mdia(&self, data_offset: u64) -> Vec<u8> {
-        let timescale = self.fps * TICKS_PER_FRAME;
         let mut mdhd = Vec::new();
-        mdhd.u32(0)
-            .u32(0)
-            .u32(timescale)
-            .u32(self.frame_count().saturating_mul(TICKS_PER_FRAME));
+        mdhd.u32(0).u32(0).u32(self.timescale()).u32(self.duration());
         // Language "und", ISO-639-2/T packed as three 5-bit letters.
         mdhd.u16(0x55c4).u16(0);
         let mut hdlr = Vec::new();
