@@ -233,6 +233,18 @@ impl SchedulerConfig {
         }
     }
 
+    /// Settings for a model folder: its `scheduler/scheduler_config.json` when it has one (diffusers layout, diffusers
+    /// schedule), otherwise Wan's defaults ([`SchedulerConfig::default_for`]) with the official schedule and
+    /// `official_shift` (official layout: the shift of the variant, e.g. 5.0 for Wan2.1 T2V).
+    pub fn for_model_dir(dir: impl AsRef<Path>, official_shift: f64) -> Result<Self> {
+        let path = dir.as_ref().join("scheduler").join("scheduler_config.json");
+        if path.is_file() {
+            Self::from_json_file(path)
+        } else {
+            Ok(Self::default_for(Schedule::Official, official_shift))
+        }
+    }
+
     /// Reads a diffusers `scheduler/scheduler_config.json` (`UniPCMultistepScheduler`,
     /// `FlowMatchEulerDiscreteScheduler` or `DPMSolverMultistepScheduler`), with the diffusers schedule.
     ///

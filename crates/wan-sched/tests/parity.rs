@@ -138,6 +138,7 @@ fn apply_extras(cfg: &mut SchedulerConfig, extras: &serde_json::Map<String, serd
                 }
             }
             "lower_order_final" => cfg.lower_order_final = value.as_bool().expect("bool"),
+            "euler_at_final" => cfg.euler_at_final = value.as_bool().expect("bool"),
             "disable_corrector" => {
                 cfg.disable_corrector = value
                     .as_array()
@@ -158,7 +159,7 @@ fn multistep_runs_match_reference_step_by_step() {
         &std::fs::read_to_string(fixtures().join("runs.json")).expect("runs.json"),
     )
     .expect("runs.json parses");
-    assert!(meta.len() >= 20, "expected the full set of runs");
+    assert!(meta.len() >= 36, "expected the full set of runs");
     for (name, run) in &meta {
         let (kind, schedule) = family(run["family"].as_str().expect("family"));
         let steps = run["steps"].as_u64().expect("steps") as usize;
@@ -199,9 +200,9 @@ fn multistep_runs_match_reference_step_by_step() {
 
 #[test]
 fn diffusers_configs_load() {
-    let unipc =
-        SchedulerConfig::from_json_file(fixtures().join("config_unipc/scheduler_config.json"))
-            .expect("unipc config");
+    // A diffusers model folder: its scheduler config is read.
+    let unipc = SchedulerConfig::for_model_dir(fixtures().join("wan_diffusers"), 5.0)
+        .expect("unipc config");
     assert_eq!(unipc, {
         let mut c = SchedulerConfig::default_for(Schedule::Diffusers, 3.0);
         c.kind = SamplerKind::UniPc;
@@ -223,6 +224,20 @@ fn diffusers_configs_load() {
         get(&tensors, "unipc_diffusers.n10.shift8.timesteps"),
         get(&tensors, "unipc_diffusers.n10.shift8.sigmas"),
         "config_unipc shift override",
+    );
+
+    // A folder without scheduler config (official layout): Wan's defaults with the official schedule.
+    let official = SchedulerConfig::for_model_dir(fixtures(), 5.0).expect("official defaults");
+    assert_eq!(
+        official,
+        SchedulerConfig::default_for(Schedule::Official, 5.0)
+    );
+    let sampler = Sampler::new(official.kind, &official, 50, None).expect("sampler");
+    check_schedule(
+        &sampler,
+        get(&tensors, "unipc_official.n50.shift5.timesteps"),
+        get(&tensors, "unipc_official.n50.shift5.sigmas"),
+        "official layout",
     );
 
     // diffusers writes `"lambda_min_clipped": -Infinity` into DPM-Solver configs.
@@ -315,4 +330,18 @@ fn cfg_combine_matches_diffusers_order() {
         assert_eq!(err, 0.0, "guidance {g}: differs by {err}");
     }
     assert!(!guidance_enabled(1.0));
+
+    // bf16 predictions: each op rounded to bf16 as torch does.
+    let (u, c) = (get(&tensors, "uncond_bf16"), get(&tensors, "cond_bf16"));
+    let ours = cfg_combine(u, c, 5.0).expect("combine bf16");
+    assert_eq!(ours.dtype(), candle_core::DType::BF16);
+    let want = get(&tensors, "combined_bf16_g5.0");
+    let diff = (ours.to_dtype(candle_core::DType::F32).expect("f32")
+        - want.to_dtype(candle_core::DType::F32).expect("f32"))
+    .and_then(|d| d.abs())
+    .and_then(|d| d.flatten_all())
+    .and_then(|d| d.max(0))
+    .and_then(|d| d.to_scalar::<f32>())
+    .expect("diff");
+    assert_eq!(diff, 0.0, "bf16 guidance differs by {diff}");
 }
