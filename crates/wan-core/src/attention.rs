@@ -42,7 +42,11 @@ fn tiled(q: &Tensor, k: &Tensor, v: &Tensor, scale: f64, tile: usize) -> Result<
     let bh = b * h;
     let q = (q.to_dtype(work)?.reshape((bh, lq, d))? * scale)?;
     // kᵀ laid out contiguously once, so every score product is a plain (non-transposed) GEMM.
-    let kt = k.to_dtype(work)?.reshape((bh, lk, d))?.transpose(1, 2)?.contiguous()?;
+    let kt = k
+        .to_dtype(work)?
+        .reshape((bh, lk, d))?
+        .transpose(1, 2)?
+        .contiguous()?;
     let v = v.to_dtype(work)?.reshape((bh, lk, dv))?.contiguous()?;
 
     let rows = (tile / lk.max(1)).clamp(1, lq.max(1));
@@ -61,7 +65,9 @@ fn tiled(q: &Tensor, k: &Tensor, v: &Tensor, scale: f64, tile: usize) -> Result<
         }
         head_groups.push(Tensor::cat(&blocks, 1)?);
     }
-    Tensor::cat(&head_groups, 0)?.reshape((b, h, lq, dv))?.to_dtype(out_dtype)
+    Tensor::cat(&head_groups, 0)?
+        .reshape((b, h, lq, dv))?
+        .to_dtype(out_dtype)
 }
 
 #[cfg(test)]
@@ -72,7 +78,10 @@ mod tests {
     /// The textbook formula, materialising every score.
     fn naive(q: &Tensor, k: &Tensor, v: &Tensor, scale: f64) -> Tensor {
         let s = (q.matmul(&k.t().expect("t")).expect("qk") * scale).expect("scale");
-        candle_nn::ops::softmax_last_dim(&s).expect("softmax").matmul(v).expect("pv")
+        candle_nn::ops::softmax_last_dim(&s)
+            .expect("softmax")
+            .matmul(v)
+            .expect("pv")
     }
 
     fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
@@ -130,7 +139,9 @@ mod tests {
         let dev = Device::Cpu;
         let q = Tensor::zeros((1, 2, 4, 8), DType::F32, &dev).expect("q");
         let k = Tensor::zeros((1, 2, 5, 6), DType::F32, &dev).expect("k");
-        let err = attention(&q, &k, &k, 1.0).expect_err("must fail").to_string();
+        let err = attention(&q, &k, &k, 1.0)
+            .expect_err("must fail")
+            .to_string();
         assert!(err.contains("inconsistent shapes"), "{err}");
     }
 }
