@@ -19,6 +19,41 @@ pub enum Error {
         /// The client's message.
         message: String,
     },
+    /// The model exists but this pipeline cannot run it.
+    #[error("model {model:?} cannot be used for text-to-video: {reason}")]
+    UnsupportedModel {
+        /// The model's name.
+        model: String,
+        /// Why.
+        reason: String,
+    },
+    /// Initial latents given by the user do not fit the request.
+    #[error("initial latents rejected: {reason}")]
+    InitLatents {
+        /// Why.
+        reason: String,
+    },
+    /// The run was cancelled between steps.
+    #[error("generation cancelled")]
+    Cancelled,
+    /// The transformer failed to load or run.
+    #[error(transparent)]
+    Dit(#[from] wan_dit::Error),
+    /// The VAE failed to load or run.
+    #[error(transparent)]
+    Vae(#[from] wan_vae::Error),
+    /// The text encoder failed to load or run.
+    #[error(transparent)]
+    Text(#[from] wan_text::Error),
+    /// The sampler rejected its settings.
+    #[error(transparent)]
+    Sampler(#[from] wan_sched::Error),
+    /// Frames could not be assembled or written.
+    #[error(transparent)]
+    Video(#[from] wan_video::Error),
+    /// A tensor operation failed.
+    #[error(transparent)]
+    Tensor(#[from] candle_core::Error),
 }
 
 /// Result alias for the pipelines.
