@@ -1,6 +1,7 @@
 //! `wan`: generate video with Wan 2.1 / 2.2 models, benchmark the engine, serve jobs.
 
 mod bench;
+mod generate;
 mod serve;
 
 use anyhow::Result;
@@ -16,6 +17,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Generate a video from a prompt (text-to-video).
+    Generate(generate::GenerateArgs),
     /// Time engine components on this machine, beside PyTorch with `--peer`.
     Bench(bench::BenchCommand),
     /// Serve generation jobs over HTTP from a durable queue.
@@ -29,6 +32,7 @@ fn main() -> Result<()> {
         .init();
     let cli = Cli::parse();
     match cli.command {
+        Command::Generate(args) => generate::run(args),
         Command::Bench(cmd) => bench::run(cmd),
         Command::Serve(args) => serve::run(args),
     }
