@@ -49,7 +49,7 @@ pub enum Error {
         model: String,
         /// The pipeline's error.
         #[source]
-        source: wan_pipeline::Error,
+        source: Box<wan_pipeline::Error>,
     },
 }
 

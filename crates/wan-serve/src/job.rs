@@ -170,6 +170,8 @@ pub struct JobError {
 pub struct JobTimings {
     /// From creation to the start of the attempt that completed it.
     pub queued: f64,
+    /// Loading the model (0 when it was already in memory).
+    pub load: f64,
     /// Prompt encoding.
     pub encode: f64,
     /// The denoising loop.
@@ -264,6 +266,7 @@ impl JobRecord {
             "resolved": self.resolved,
             "batch_id": self.batch_id,
             "attempts": self.attempts,
+            "cancel_requested": self.cancel_requested,
             "created_at": seconds(self.created_at),
             "started_at": self.started_at.map(seconds),
             "completed_at": self.completed_at.map(seconds),
