@@ -31,7 +31,12 @@ pub struct ServeArgs {
     config: Option<PathBuf>,
     /// An accepted API key (repeat, or comma-separate in WAN_API_KEYS); with keys set, every
     /// route but /healthz needs `Authorization: Bearer <key>`.
-    #[arg(long = "api-key", env = "WAN_API_KEYS", value_delimiter = ',', hide_env_values = true)]
+    #[arg(
+        long = "api-key",
+        env = "WAN_API_KEYS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
     api_keys: Vec<String>,
     /// Listen on a non-loopback address without API keys.
     #[arg(long)]

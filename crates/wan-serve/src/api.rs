@@ -180,8 +180,9 @@ fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8], prefix: &str) -> Resu
     serde_path_to_error::deserialize(de).map_err(|e| {
         let inner = e.inner().to_string();
         let path = e.path().to_string();
-        let unknown = inner
-            .strip_prefix("unknown field `")
+        let unknown = ["unknown field `", "missing field `"]
+            .iter()
+            .find_map(|p| inner.strip_prefix(p))
             .and_then(|rest| rest.split('`').next());
         let field = match (unknown, path.as_str()) {
             (Some(name), ".") => name.to_string(),
@@ -762,7 +763,7 @@ mod tests {
             .expect_err("unknown");
         assert_eq!(err.field.as_deref(), Some("colour"));
         let err = parse_body::<VideoRequest>(br#"{"width": 32}"#, "").expect_err("no prompt");
-        assert!(err.message.contains("prompt"), "{}", err.message);
+        assert_eq!(err.field.as_deref(), Some("prompt"));
         let err = parse_body::<VideoRequest>(b"{", "").expect_err("syntax");
         assert!(err.message.contains("not valid JSON"), "{}", err.message);
     }
