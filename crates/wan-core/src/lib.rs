@@ -7,7 +7,9 @@
 
 pub mod attention;
 pub mod error;
+pub mod random;
 pub mod weights;
 
 pub use error::{Error, Result};
+pub use random::random_weights;
 pub use weights::{WeightFiles, WeightFormat};

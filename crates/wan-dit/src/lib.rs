@@ -17,7 +17,6 @@ pub mod dit;
 pub mod error;
 pub mod layout;
 pub mod linear;
-pub mod random;
 pub mod rope;
 
 pub use config::DitConfig;

@@ -172,7 +172,7 @@ fn release_configurations_build_and_run() {
         let out = run_release(
             name,
             cfg,
-            wan_dit::random::random_weights(DType::BF16, &Device::Cpu),
+            wan_core::random_weights(DType::BF16, &Device::Cpu),
         );
         let abs = sum_abs(&out);
         assert!(

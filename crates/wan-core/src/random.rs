@@ -1,8 +1,9 @@
 //! Random weights for benchmarks and smoke tests of the real configurations, made in-process
 //! (no checkpoint needed): a [`VarBuilder`] that answers every request with fresh random values.
 //!
-//! Matrices get `N(0, 1/fan_in)`, so activations stay O(1) through the layers; norm gains are 1;
-//! biases, modulation tables and embeddings get `N(0, 0.02^2)`.
+//! Matrices and convolution kernels get `N(0, 1/fan_in)`, so activations stay O(1) through the
+//! layers; norm gains (1-D `*norm*` tensors and RMS-norm `gamma`s of any shape) are 1; biases,
+//! modulation tables and embeddings get `N(0, 0.02^2)`.
 
 use candle_core::{DType, Device, Result, Shape, Tensor};
 use candle_nn::var_builder::SimpleBackend;
@@ -14,7 +15,8 @@ struct RandomBackend;
 impl SimpleBackend for RandomBackend {
     fn get(&self, s: Shape, name: &str, _: Init, dtype: DType, dev: &Device) -> Result<Tensor> {
         let dims = s.dims();
-        let t = if dims.len() == 1 && name.contains("norm") {
+        let gain = (dims.len() == 1 && name.contains("norm")) || name.ends_with("gamma");
+        let t = if gain {
             Tensor::ones(s, DType::F32, dev)?
         } else if dims.len() >= 2 && !name.contains("scale_shift_table") {
             let fan_in: usize = dims[1..].iter().product();
