@@ -9,6 +9,8 @@
 use candle_core::{IndexOp, Result, Tensor};
 use candle_nn::VarBuilder;
 
+use crate::conv2d::Conv2d;
+
 /// How many trailing input frames a temporal convolution keeps between chunks (`CACHE_T`).
 pub const CACHE_FRAMES: usize = 2;
 
@@ -76,15 +78,12 @@ fn trailing_frames(history: Option<&Tensor>, x: &Tensor) -> Result<Tensor> {
 /// cached frames of the previous chunk when there are some. Spatial padding is symmetric.
 #[derive(Debug, Clone)]
 pub struct CausalConv3d {
-    /// `[O, kt * C, kh, kw]`, taps major.
-    weight: Tensor,
-    /// `[1, O, 1, 1]`.
-    bias: Tensor,
+    /// The spatial convolution over `kt * C` channels (weight `[O, kt * C, kh, kw]`, taps major).
+    conv: Conv2d,
     in_channels: usize,
     taps: usize,
     front_pad: usize,
     stride_t: usize,
-    pad_hw: usize,
 }
 
 impl CausalConv3d {
@@ -108,13 +107,11 @@ impl CausalConv3d {
             .reshape((out_channels, kt * in_channels, kh, kw))?
             .contiguous()?;
         Ok(Self {
-            weight,
-            bias: bias.reshape((1, out_channels, 1, 1))?,
+            conv: Conv2d::new(&weight, Some(&bias), padding.1)?,
             in_channels,
             taps: kt,
             front_pad: 2 * padding.0,
             stride_t,
-            pad_hw: padding.1,
         })
     }
 
@@ -164,10 +161,7 @@ impl CausalConv3d {
             Tensor::cat(&taps, 2)?
         };
         let (_, _, ck, h, w) = stacked.dims5()?;
-        let y = stacked
-            .reshape((b * t_out, ck, h, w))?
-            .conv2d(&self.weight, self.pad_hw, 1, 1, 1)?
-            .broadcast_add(&self.bias)?;
+        let y = self.conv.forward(&stacked.reshape((b * t_out, ck, h, w))?)?;
         let (_, o, ho, wo) = y.dims4()?;
         y.reshape((b, t_out, o, ho, wo))
     }

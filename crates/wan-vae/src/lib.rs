@@ -10,6 +10,7 @@
 //! # let _ = video; Ok(()) }
 //! ```
 
+pub mod conv2d;
 pub mod conv3d;
 pub mod error;
 pub mod layout;

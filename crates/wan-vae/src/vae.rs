@@ -16,6 +16,7 @@ use candle_nn::{Conv2d, Conv2dConfig, VarBuilder};
 use serde::Deserialize;
 use wan_core::{WeightFiles, WeightFormat};
 
+use crate::conv2d::Conv2d as GemmConv2d;
 use crate::conv3d::{
     CacheSlot, CausalConv3d, FeatureCache, fold_frames, last_frame, unfold_frames,
 };
@@ -358,11 +359,11 @@ impl AttentionBlock {
 #[derive(Debug, Clone)]
 enum Resample {
     /// Nearest x2 then conv3x3 (dim -> out).
-    Up2d { conv: Conv2d },
+    Up2d { conv: GemmConv2d },
     /// Time conv doubling the frames (after the first chunk), nearest x2, conv3x3.
     Up3d {
         time_conv: CausalConv3d,
-        conv: Conv2d,
+        conv: GemmConv2d,
     },
     /// Zero-pad right/bottom, conv3x3 stride 2.
     Down2d { conv: Conv2d },
@@ -380,11 +381,12 @@ impl Resample {
         out_dim: usize,
         time: bool,
     ) -> candle_core::Result<Self> {
-        let cfg = Conv2dConfig {
-            padding: 1,
-            ..Default::default()
-        };
-        let conv = candle_nn::conv2d(dim, out_dim, 3, cfg, vb.pp("resample.1"))?;
+        let vb_conv = vb.pp("resample.1");
+        let conv = GemmConv2d::new(
+            &vb_conv.get((out_dim, dim, 3, 3), "weight")?,
+            Some(&vb_conv.get(out_dim, "bias")?),
+            1,
+        )?;
         Ok(if time {
             let time_conv =
                 CausalConv3d::load(vb.pp("time_conv"), dim, 2 * dim, (3, 1, 1), 1, (1, 0))?;
@@ -444,7 +446,7 @@ impl Resample {
 }
 
 /// Nearest-neighbour x2 (equal to nearest-exact at this factor) and a conv, per frame.
-fn upsample_spatial(x: &Tensor, conv: &Conv2d) -> candle_core::Result<Tensor> {
+fn upsample_spatial(x: &Tensor, conv: &GemmConv2d) -> candle_core::Result<Tensor> {
     let (frames, b, t) = fold_frames(x)?;
     let (_, _, h, w) = frames.dims4()?;
     let up = frames.upsample_nearest2d(2 * h, 2 * w)?;
