@@ -2,9 +2,15 @@
 
 mod bench;
 mod generate;
+mod remote;
 mod serve;
 
 use anyhow::Result;
+
+/// mimalloc keeps freed pages for reuse: the engine allocates many tensors of tens of MB, and
+/// with the system allocator each of them is mapped and faulted in afresh.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use clap::{Parser, Subcommand};
 
 /// Generate video with the open Wan 2.1 / 2.2 models.

@@ -9,7 +9,8 @@ use std::process::Command as Process;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use clap::{Args, Subcommand};
+use candle_core::DType;
+use clap::{Args, Subcommand, ValueEnum};
 
 /// Arguments shared by every bench case.
 #[derive(Args, Clone, Debug)]
@@ -51,6 +52,33 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
     }
 }
 
+/// Dtypes a bench case runs in.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum BenchDType {
+    /// 32-bit float.
+    F32,
+    /// bfloat16.
+    Bf16,
+}
+
+impl BenchDType {
+    /// The candle dtype.
+    pub fn candle(self) -> DType {
+        match self {
+            Self::F32 => DType::F32,
+            Self::Bf16 => DType::BF16,
+        }
+    }
+
+    /// The name the peers take.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::F32 => "f32",
+            Self::Bf16 => "bf16",
+        }
+    }
+}
+
 /// One measured case: our figure, and the peer's when it ran.
 #[derive(Debug, Clone)]
 pub struct CaseResult {
@@ -84,7 +112,11 @@ pub fn run_peer(common: &Common, script: &str, args: &[String]) -> Result<f64> {
     let root = repo_root();
     let python = common.python.clone().unwrap_or_else(|| {
         let venv = root.join(".venv/bin/python");
-        if venv.is_file() { venv } else { PathBuf::from("python3") }
+        if venv.is_file() {
+            venv
+        } else {
+            PathBuf::from("python3")
+        }
     });
     let script_path = root.join("bench").join(script);
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -97,7 +129,13 @@ pub fn run_peer(common: &Common, script: &str, args: &[String]) -> Result<f64> {
         .arg(threads.to_string())
         .env("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_BF16")
         .output()
-        .with_context(|| format!("running peer {} with {}", script_path.display(), python.display()))?;
+        .with_context(|| {
+            format!(
+                "running peer {} with {}",
+                script_path.display(),
+                python.display()
+            )
+        })?;
     if !out.status.success() {
         bail!(
             "peer {} failed: {}",
@@ -111,7 +149,12 @@ pub fn run_peer(common: &Common, script: &str, args: &[String]) -> Result<f64> {
         .with_context(|| format!("peer {} printed no JSON: {last:?}", script_path.display()))?;
     json.get("seconds")
         .and_then(|s| s.as_f64())
-        .with_context(|| format!("peer {} printed no \"seconds\": {last}", script_path.display()))
+        .with_context(|| {
+            format!(
+                "peer {} printed no \"seconds\": {last}",
+                script_path.display()
+            )
+        })
 }
 
 /// Prints results as a table, or one JSON object per case.
@@ -129,7 +172,9 @@ pub fn report(results: &[CaseResult], json: bool) {
             println!("{obj}");
         } else {
             let gflops = r.gflops.map_or("-".to_string(), |g| format!("{g:.1}"));
-            let peer = r.peer_seconds.map_or("-".to_string(), |p| format!("{p:.3}"));
+            let peer = r
+                .peer_seconds
+                .map_or("-".to_string(), |p| format!("{p:.3}"));
             let ratio = r
                 .peer_seconds
                 .map_or("-".to_string(), |p| format!("{:.2}x", p / r.seconds));
