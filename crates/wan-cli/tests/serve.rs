@@ -560,8 +560,11 @@ fn cancel_a_queued_and_a_running_job() {
     assert!(!server.data.join("videos").join(&running).exists());
 }
 
-/// Accepts webhook POSTs on a loopback port; each is `(headers, body)`.
-fn webhook_listener() -> (String, mpsc::Receiver<(Vec<(String, String)>, Vec<u8>)>) {
+/// One received webhook: lower-cased headers and the body.
+type Delivery = (Vec<(String, String)>, Vec<u8>);
+
+/// Accepts webhook POSTs on a loopback port.
+fn webhook_listener() -> (String, mpsc::Receiver<Delivery>) {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
     let (tx, rx) = mpsc::channel();

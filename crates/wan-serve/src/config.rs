@@ -106,13 +106,8 @@ impl ServerConfig {
         })
     }
 
-    /// Checks the settings that do not need the models.
+    /// Checks the settings other than the models (see [`crate::open_generator`]).
     pub fn check(&self) -> Result<()> {
-        if self.models.is_empty() {
-            return Err(Error::Config(
-                "no model to serve: give at least one --model".into(),
-            ));
-        }
         if self.workers == 0 || self.workers > 64 {
             return Err(Error::Config(format!(
                 "workers {} is not allowed: use 1 to 64",

@@ -30,7 +30,7 @@ pub use error::{Error, Result};
 pub use generator::{GenerateError, GenerateReport, Generator, GeneratorSet, OutputPaths};
 pub use job::{JobError, JobRecord, JobStatus, JobTimings, VideoRequest, WebhookEvent};
 pub use pipeline::PipelineGenerator;
-pub use server::{Server, open_generator, run_until_signal};
+pub use server::{BackgroundServer, Server, open_generator, run_until_signal};
 pub use sqlite::SqliteStore;
 pub use store::{BatchRecord, Created, JobStore, Lease, NewJob, Outcome};
 pub use webhook::WebhookSigner;

@@ -217,3 +217,83 @@ pub fn run_until_signal(
         server.run(shutdown_signal()).await
     })
 }
+
+/// A server running on its own thread and runtime, for embedding and tests; stopped (gracefully)
+/// by [`BackgroundServer::shutdown`] or on drop.
+pub struct BackgroundServer {
+    addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<Result<()>>>,
+}
+
+impl BackgroundServer {
+    /// Starts a server and returns once it accepts connections.
+    pub fn start(config: ServerConfig, generator: Arc<dyn Generator>) -> Result<Self> {
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<SocketAddr>>();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let data_dir = config.data_dir.clone();
+        let thread = std::thread::Builder::new()
+            .name("wan-serve".into())
+            .spawn(move || {
+                let runtime = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .enable_all()
+                    .build()
+                    .map_err(|e| Error::io(&config.data_dir, e))?;
+                runtime.block_on(async move {
+                    let server = match Server::start(config, generator).await {
+                        Ok(s) => s,
+                        Err(e) => {
+                            let message = e.to_string();
+                            let _ = ready_tx.send(Err(e));
+                            return Err(Error::Config(message));
+                        }
+                    };
+                    let _ = ready_tx.send(server.local_addr());
+                    server
+                        .run(async {
+                            let _ = stop_rx.await;
+                        })
+                        .await
+                })
+            })
+            .map_err(|e| Error::io(&data_dir, e))?;
+        let addr = ready_rx
+            .recv()
+            .map_err(|_| Error::Config("the server thread stopped before it was ready".into()))??;
+        Ok(Self {
+            addr,
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        })
+    }
+
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops gracefully and waits for the server thread.
+    pub fn shutdown(mut self) -> Result<()> {
+        self.stop_and_join()
+    }
+
+    fn stop_and_join(&mut self) -> Result<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        match self.thread.take().map(std::thread::JoinHandle::join) {
+            Some(Ok(result)) => result,
+            Some(Err(_)) => Err(Error::Config("the server thread panicked".into())),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for BackgroundServer {
+    fn drop(&mut self) {
+        if let Err(e) = self.stop_and_join() {
+            tracing::error!("stopping the background server: {e}");
+        }
+    }
+}
