@@ -626,12 +626,7 @@ async fn delete_video(State(service): State<Arc<Service>>, Path(id): Path<String
                     dir.display()
                 )));
             }
-            service.hub.publish(crate::events::JobEvent {
-                job_id: job.id.clone(),
-                kind: "deleted",
-                data: json!({"id": job.id, "deleted": true}),
-                terminal: true,
-            });
+            service.job_removed(&job);
             Ok(
                 axum::Json(json!({"id": job.id, "object": "video", "deleted": true}))
                     .into_response(),

@@ -194,6 +194,21 @@ impl Service {
             data,
             terminal: true,
         });
+        self.check_batch(job);
+    }
+
+    /// `job` was deleted: its streams end, and its batch may now be complete.
+    pub(crate) fn job_removed(&self, job: &JobRecord) {
+        self.hub.publish(JobEvent {
+            job_id: job.id.clone(),
+            kind: "deleted",
+            data: json!({"id": job.id, "deleted": true}),
+            terminal: true,
+        });
+        self.check_batch(job);
+    }
+
+    fn check_batch(&self, job: &JobRecord) {
         if let Some(batch_id) = &job.batch_id {
             match self.store.batch(batch_id) {
                 Ok(Some(batch)) if batch.is_done() => self.batch_done(&batch),

@@ -204,10 +204,22 @@ fn run_job(service: &Service, worker: &str, job: JobRecord) {
                 lost: &lost,
                 step_started: Instant::now(),
             };
-            let result =
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 service
                     .generator
-                    .generate(&job.model, &job.resolved, &paths, &mut progress);
+                    .generate(&job.model, &job.resolved, &paths, &mut progress)
+            }))
+            .unwrap_or_else(|panic| {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "no message".into());
+                Err(GenerateError::Failed {
+                    code: "generation_panicked",
+                    message: format!("the generator panicked: {what}"),
+                })
+            });
             done.store(true, Ordering::SeqCst);
             result
         }),
