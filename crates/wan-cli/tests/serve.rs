@@ -166,9 +166,9 @@ fn ended(job: &Value) -> bool {
 }
 
 /// Reads the SSE stream of a job to its end: `(event, data)` pairs.
-fn follow_events(server: &Server, id: &str) -> Vec<(String, Value)> {
+fn follow_events(base: &str, id: &str) -> Vec<(String, Value)> {
     let resp = agent()
-        .get(&format!("{}/v1/videos/{id}/events", server.url))
+        .get(&format!("{base}/v1/videos/{id}/events"))
         .call()
         .expect("events");
     assert_eq!(resp.status().as_u16(), 200);
@@ -222,7 +222,7 @@ fn create_follow_events_and_download_the_mp4() {
         &server,
         &json!({"prompt": "a red fox", "width": 32, "height": 32, "frames": 5, "steps": 2, "seed": 7}),
     );
-    let events = follow_events(&server, &id);
+    let events = follow_events(&server.url, &id);
     let (last_kind, last) = events.last().expect("events");
     assert_eq!(
         (last_kind.as_str(), last["status"].as_str()),
@@ -732,31 +732,50 @@ fn sigterm_requeues_the_running_job_and_restart_finishes_it() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
     let mut server = Server::start(&data, &["--model", "diagnostic:100"]);
+    // 100 steps of 100 ms: it cannot finish before the shutdown completes.
     let id = create(
         &server,
-        &json!({"prompt": "x", "steps": 30, "width": 16, "height": 16, "frames": 1}),
+        &json!({"prompt": "x", "steps": 100, "width": 16, "height": 16, "frames": 1}),
     );
     wait_for(&server, &id, Duration::from_secs(10), |j| {
         j["step"].as_u64() >= Some(1)
     });
+    let (tx, rx) = mpsc::channel();
+    let base = server.url.clone();
+    let stream_id = id.clone();
+    std::thread::spawn(move || {
+        let events = follow_events(&base, &stream_id);
+        let _ = tx.send(events);
+    });
+    std::thread::sleep(Duration::from_millis(200));
     let term = Command::new("kill")
         .args(["-TERM", &server.child.id().to_string()])
         .status()
         .expect("kill -TERM");
     assert!(term.success());
-    let start = Instant::now();
     let status = server.child.wait().expect("wait");
     assert!(status.success(), "clean exit: {status}");
+    let events = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the event stream ends at shutdown");
     assert!(
-        start.elapsed() < Duration::from_secs(5),
-        "stopped after the current step"
+        events.iter().all(|(_, e)| e["status"] != "completed"),
+        "{events:?}"
     );
+    let restarted_at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs_f64();
     let server = Server::start(&data, &["--model", "diagnostic:0"]);
     let job = wait_for(&server, &id, Duration::from_secs(10), ended);
     assert_eq!(
         (job["status"].as_str(), job["attempts"].as_u64()),
         (Some("completed"), Some(1)),
-        "{job}"
+        "re-queued at shutdown without counting an attempt: {job}"
+    );
+    assert!(
+        job["started_at"].as_f64().expect("started") >= restarted_at - 0.01,
+        "the completing attempt ran after the restart: {job}"
     );
 }
 
@@ -813,7 +832,7 @@ fn added_latency_per_job() {
             &server,
             &json!({"prompt": format!("p{i}"), "steps": 1, "width": 16, "height": 16, "frames": 1}),
         );
-        let events = follow_events(&server, &id);
+        let events = follow_events(&server.url, &id);
         let wall = start.elapsed().as_secs_f64();
         let last = &events.last().expect("events").1;
         assert_eq!(last["status"], "completed");
