@@ -81,28 +81,27 @@ fn lock_data_dir(dir: &Path) -> Result<DataDirLock> {
     }
 }
 
+/// Creates the data directory and returns its canonical path.
+fn prepare_data_dir(dir: &Path) -> Result<PathBuf> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    dir.canonicalize().map_err(|e| Error::io(dir, e))
+}
+
 /// A started server: the queue is open, workers run and the socket is bound.
 pub struct Server {
     service: Arc<Service>,
     listener: tokio::net::TcpListener,
     workers: Vec<std::thread::JoinHandle<()>>,
-    _lock: DataDirLock,
+    _lock: Option<DataDirLock>,
     data_dir: PathBuf,
 }
 
 impl Server {
-    /// Opens the data directory (creating it) and its queue, takes back the jobs a previous
-    /// process left running, starts the workers and binds `config.listen`.
+    /// Opens the data directory (creating it) and its embedded SQLite queue, takes back the
+    /// jobs a previous process left running, starts the workers and binds `config.listen`.
     pub async fn start(config: ServerConfig, generator: Arc<dyn Generator>) -> Result<Self> {
         config.check()?;
-        if generator.models().is_empty() {
-            return Err(Error::Config("the generator serves no model".into()));
-        }
-        std::fs::create_dir_all(&config.data_dir).map_err(|e| Error::io(&config.data_dir, e))?;
-        let data_dir = config
-            .data_dir
-            .canonicalize()
-            .map_err(|e| Error::io(&config.data_dir, e))?;
+        let data_dir = prepare_data_dir(&config.data_dir)?;
         let lock = lock_data_dir(&data_dir)?;
         let store = SqliteStore::open(&data_dir.join("jobs.sqlite"))?;
         let orphans = store.expire_all_leases()?;
@@ -110,6 +109,32 @@ impl Server {
             tracing::warn!(
                 "{orphans} job(s) were running when the previous server stopped; taking them back"
             );
+        }
+        Self::launch(config, data_dir, Arc::new(store), generator, Some(lock)).await
+    }
+
+    /// Like [`Server::start`] with another queue backend, shared with other processes: jobs of
+    /// dead workers come back when their lease expires. Outputs still go under
+    /// `config.data_dir`, which must then be shared storage.
+    pub async fn start_with_store(
+        config: ServerConfig,
+        store: Arc<dyn JobStore>,
+        generator: Arc<dyn Generator>,
+    ) -> Result<Self> {
+        config.check()?;
+        let data_dir = prepare_data_dir(&config.data_dir)?;
+        Self::launch(config, data_dir, store, generator, None).await
+    }
+
+    async fn launch(
+        config: ServerConfig,
+        data_dir: PathBuf,
+        store: Arc<dyn JobStore>,
+        generator: Arc<dyn Generator>,
+        lock: Option<DataDirLock>,
+    ) -> Result<Self> {
+        if generator.models().is_empty() {
+            return Err(Error::Config("the generator serves no model".into()));
         }
         let metrics = Arc::new(Metrics::default());
         let signer =
@@ -126,7 +151,6 @@ impl Server {
                 path: format!("listen address {}", config.listen),
                 source: e,
             })?;
-        let store: Arc<dyn JobStore> = Arc::new(store);
         let workers = config.workers;
         let service = Arc::new(Service::new(
             config, &data_dir, store, generator, metrics, webhooks,
