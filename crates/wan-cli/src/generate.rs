@@ -31,8 +31,9 @@ pub struct GenerateArgs {
     prompt_flag: Option<String>,
     /// A local model folder (diffusers or official layout) or a Hugging Face repo id such as
     /// Wan-AI/Wan2.1-T2V-1.3B-Diffusers (downloaded once into the Hugging Face cache).
+    /// With --server, the name of one of the server's models (its default when omitted).
     #[arg(long, env = "WAN_MODEL")]
-    model: String,
+    model: Option<String>,
     /// What to avoid; the model's default negative prompt when omitted ("" for none).
     #[arg(long)]
     negative_prompt: Option<String>,
@@ -84,6 +85,13 @@ pub struct GenerateArgs {
     /// Print a JSON summary (output, seed, settings, timings per stage, peak memory) on stdout.
     #[arg(long)]
     json: bool,
+    /// Submit to a running `wan serve` at this URL instead of generating here; its progress is
+    /// shown from the server's event stream and the MP4 is downloaded to --output.
+    #[arg(long, env = "WAN_SERVER", value_name = "URL")]
+    server: Option<String>,
+    /// API key for --server.
+    #[arg(long, env = "WAN_API_KEY", hide_env_values = true)]
+    api_key: Option<String>,
 }
 
 /// Weight dtypes of the transformer.
@@ -131,12 +139,19 @@ pub fn run(args: GenerateArgs) -> Result<()> {
     let request = args.request()?;
     check_output_path(&args.output)
         .with_context(|| format!("output {}", args.output.display()))?;
+    if let Some(server) = &args.server {
+        return run_remote(server, &args, &request);
+    }
+    let Some(model_spec) = args.model.as_deref() else {
+        bail!("no model: give --model (a folder or a Hugging Face repo id) or set WAN_MODEL");
+    };
+
     let hub = HubOptions {
         offline: args.offline || HubOptions::from_env().offline,
         progress: !args.quiet && !args.json,
         ..HubOptions::default()
     };
-    let files = ModelFiles::resolve(&args.model, &hub)?;
+    let files = ModelFiles::resolve(model_spec, &hub)?;
     let defaults = TextToVideo::defaults_for(&files)?;
     let req = request
         .validate(&defaults, u64::from(rand::random::<u32>()))
@@ -226,6 +241,39 @@ pub fn run(args: GenerateArgs) -> Result<()> {
             t.denoise,
             t.decode,
             write_seconds
+        );
+    }
+    Ok(())
+}
+
+/// Submits the request to `server` and waits for the result.
+fn run_remote(server: &str, args: &GenerateArgs, request: &GenerateRequest) -> Result<()> {
+    if args.init_latents.is_some() {
+        bail!("--init-latents is not supported with --server: the server draws its noise from the seed");
+    }
+    let mut body = serde_json::to_value(request).context("encoding the request")?;
+    if let (Some(model), Some(obj)) = (&args.model, body.as_object_mut()) {
+        obj.insert("model".into(), json!(model));
+    }
+    let job = crate::remote::submit(
+        server,
+        args.api_key.as_deref(),
+        &body,
+        &args.output,
+        args.quiet || args.json,
+    )?;
+    if args.json {
+        let mut summary = job;
+        if let Some(obj) = summary.as_object_mut() {
+            obj.insert("output".into(), json!(args.output));
+            obj.insert("server".into(), json!(server));
+        }
+        println!("{summary}");
+    } else {
+        println!(
+            "wrote {} (seed {}) from {server}",
+            args.output.display(),
+            job["seed"]
         );
     }
     Ok(())
