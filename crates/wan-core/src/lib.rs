@@ -7,9 +7,11 @@
 
 pub mod attention;
 pub mod error;
+pub mod gelu;
 pub mod random;
 pub mod weights;
 
 pub use error::{Error, Result};
+pub use gelu::gelu_tanh;
 pub use random::random_weights;
 pub use weights::{WeightFiles, WeightFormat};

@@ -206,7 +206,7 @@ struct FeedForward {
 
 impl FeedForward {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        self.down.forward(&self.up.forward(x)?.gelu()?)
+        self.down.forward(&wan_core::gelu_tanh(&self.up.forward(x)?)?)
     }
 }
 
@@ -576,7 +576,7 @@ impl WanTransformer {
 
         let text = self
             .text_linear_2
-            .forward(&self.text_linear_1.forward(&text.to_dtype(dtype)?)?.gelu()?)?;
+            .forward(&wan_core::gelu_tanh(&self.text_linear_1.forward(&text.to_dtype(dtype)?)?)?)?;
         let image = match (&self.image_embedder, image) {
             (Some(embedder), Some(image)) => Some(embedder.forward(image, dtype)?),
             _ => None,
