@@ -92,6 +92,7 @@ pub struct Server {
     service: Arc<Service>,
     listener: tokio::net::TcpListener,
     workers: Vec<std::thread::JoinHandle<()>>,
+    dispatcher: std::thread::JoinHandle<()>,
     _lock: Option<DataDirLock>,
     data_dir: PathBuf,
 }
@@ -140,6 +141,7 @@ impl Server {
         let signer =
             WebhookSigner::configured_or_stored(config.webhook_secret.as_deref(), &data_dir)?;
         let webhooks = Webhooks::new(
+            Arc::clone(&store),
             signer,
             config.webhook_attempts,
             Duration::from_millis(config.webhook_backoff_ms),
@@ -156,10 +158,15 @@ impl Server {
             config, &data_dir, store, generator, metrics, webhooks,
         ));
         let workers = worker::spawn(&service, workers).map_err(|e| Error::io(&data_dir, e))?;
+        let dispatcher = service
+            .webhooks
+            .start()
+            .map_err(|e| Error::io(&data_dir, e))?;
         Ok(Self {
             service,
             listener,
             workers,
+            dispatcher,
             _lock: lock,
             data_dir,
         })
@@ -186,11 +193,17 @@ impl Server {
             .await;
         self.service.begin_shutdown();
         let workers = self.workers;
+        let dispatcher = self.dispatcher;
+        let webhooks = self.service.webhooks.clone();
         let joined = tokio::task::spawn_blocking(move || {
             for w in workers {
                 if w.join().is_err() {
                     tracing::error!("a worker thread panicked");
                 }
+            }
+            webhooks.stop();
+            if dispatcher.join().is_err() {
+                tracing::error!("the webhook dispatcher panicked");
             }
         })
         .await;

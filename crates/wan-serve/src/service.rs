@@ -222,10 +222,12 @@ impl Service {
         let Some(url) = &batch.webhook else {
             return;
         };
-        match self.store.mark_batch_notified(&batch.id) {
-            Ok(true) => self
-                .webhooks
-                .send(url, "batch.completed", &batch_json(batch)),
+        let delivery = Webhooks::delivery(url, "batch.completed", &batch_json(batch));
+        match self
+            .store
+            .notify_batch_once(&batch.id, &delivery, unix_millis())
+        {
+            Ok(true) => self.webhooks.wake(),
             Ok(false) => {}
             Err(e) => tracing::warn!("batch {}: {e}", batch.id),
         }

@@ -9,7 +9,10 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use crate::error::{Error, Result};
 use crate::job::{JobError, JobRecord, JobStatus, WebhookEvent};
-use crate::store::{BatchRecord, Created, JobStore, Lease, NewJob, Outcome};
+use crate::store::{
+    BatchRecord, Created, DeliveryOutcome, JobStore, Lease, NewDelivery, NewJob, Outcome,
+    WebhookDelivery,
+};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS jobs (
@@ -47,6 +50,19 @@ CREATE TABLE IF NOT EXISTS batches (
     webhook TEXT,
     notified INTEGER NOT NULL DEFAULT 0
 );
+CREATE TABLE IF NOT EXISTS webhooks (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    msg_id TEXT NOT NULL,
+    url TEXT NOT NULL,
+    event TEXT NOT NULL,
+    body TEXT NOT NULL,
+    state TEXT NOT NULL DEFAULT 'pending',
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_at INTEGER NOT NULL,
+    last_error TEXT,
+    created_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS webhooks_due ON webhooks (state, next_at);
 ";
 
 const COLUMNS: &str = "id, status, model, priority, request, resolved, webhook, webhook_events, \
@@ -617,16 +633,90 @@ impl JobStore for SqliteStore {
         self.batch_locked(&conn, id)
     }
 
-    fn mark_batch_notified(&self, id: &str) -> Result<bool> {
-        let conn = self.lock();
-        let n = conn
+    fn notify_batch_once(&self, id: &str, delivery: &NewDelivery, now: i64) -> Result<bool> {
+        let mut conn = self.lock();
+        let tx = conn.transaction().map_err(|e| self.err(e))?;
+        let n = tx
             .execute(
                 "UPDATE batches SET notified = 1 WHERE id = ?1 AND notified = 0",
                 params![id],
             )
             .map_err(|e| self.err(e))?;
+        if n == 1 {
+            insert_delivery(&tx, delivery, now).map_err(|e| self.err(e))?;
+        }
+        tx.commit().map_err(|e| self.err(e))?;
         Ok(n == 1)
     }
+
+    fn enqueue_webhook(&self, delivery: &NewDelivery, now: i64) -> Result<()> {
+        let conn = self.lock();
+        insert_delivery(&conn, delivery, now).map_err(|e| self.err(e))
+    }
+
+    fn claim_webhooks(
+        &self,
+        now: i64,
+        lease_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<WebhookDelivery>> {
+        let conn = self.lock();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let mut stmt = conn
+            .prepare(
+                "UPDATE webhooks SET attempts = attempts + 1, next_at = ?2 \
+                 WHERE seq IN (SELECT seq FROM webhooks WHERE state = 'pending' AND next_at <= ?1 \
+                               ORDER BY next_at, seq LIMIT ?3) \
+                 RETURNING seq, msg_id, url, event, body, attempts",
+            )
+            .map_err(|e| self.err(e))?;
+        let mut rows = stmt
+            .query_map(params![now, now + lease_ms, limit], |r| {
+                Ok(WebhookDelivery {
+                    seq: r.get(0)?,
+                    msg_id: r.get(1)?,
+                    url: r.get(2)?,
+                    event: r.get(3)?,
+                    body: r.get(4)?,
+                    attempts: r.get(5)?,
+                })
+            })
+            .map_err(|e| self.err(e))?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(|e| self.err(e))?;
+        rows.sort_by_key(|d| d.seq);
+        Ok(rows)
+    }
+
+    fn webhook_attempted(
+        &self,
+        seq: i64,
+        outcome: DeliveryOutcome,
+        error: Option<&str>,
+    ) -> Result<()> {
+        let conn = self.lock();
+        let (state, next_at) = match outcome {
+            DeliveryOutcome::Delivered => ("delivered", None),
+            DeliveryOutcome::RetryAt(t) => ("pending", Some(t)),
+            DeliveryOutcome::GaveUp => ("failed", None),
+        };
+        conn.execute(
+            "UPDATE webhooks SET state = ?2, next_at = COALESCE(?3, next_at), last_error = ?4 \
+             WHERE seq = ?1",
+            params![seq, state, next_at, error],
+        )
+        .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+}
+
+fn insert_delivery(conn: &Connection, d: &NewDelivery, now: i64) -> rusqlite::Result<()> {
+    conn.execute(
+        "INSERT INTO webhooks (msg_id, url, event, body, next_at, created_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
+        params![d.msg_id, d.url, d.event, d.body, now],
+    )?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -848,8 +938,63 @@ mod tests {
         let batch = s.batch("batch_1").expect("batch").expect("some");
         assert!(batch.is_done());
         assert_eq!(batch.counts[&JobStatus::Cancelled], 2);
-        assert!(s.mark_batch_notified("batch_1").expect("mark"));
-        assert!(!s.mark_batch_notified("batch_1").expect("mark"));
+        let d = delivery("m1");
+        assert!(s.notify_batch_once("batch_1", &d, 3).expect("notify"));
+        assert!(!s.notify_batch_once("batch_1", &d, 3).expect("notify"));
+        assert_eq!(
+            s.claim_webhooks(3, 1000, 10).expect("claim").len(),
+            1,
+            "queued once"
+        );
+    }
+
+    fn delivery(msg_id: &str) -> NewDelivery {
+        NewDelivery {
+            msg_id: msg_id.into(),
+            url: "http://127.0.0.1:9/hook".into(),
+            event: "video.completed".into(),
+            body: "{}".into(),
+        }
+    }
+
+    #[test]
+    fn webhook_outbox_retries_and_survives_reopening() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("jobs.sqlite");
+        {
+            let s = SqliteStore::open(&path).expect("open");
+            s.enqueue_webhook(&delivery("a"), 10).expect("a");
+            s.enqueue_webhook(&delivery("b"), 10).expect("b");
+            let got = s.claim_webhooks(10, 100, 10).expect("claim");
+            assert_eq!(got.iter().map(|d| d.attempts).collect::<Vec<_>>(), [1, 1]);
+            assert!(
+                s.claim_webhooks(50, 100, 10).expect("claim").is_empty(),
+                "held"
+            );
+            s.webhook_attempted(got[0].seq, DeliveryOutcome::Delivered, None)
+                .expect("delivered");
+            s.webhook_attempted(got[1].seq, DeliveryOutcome::RetryAt(200), Some("HTTP 500"))
+                .expect("retry");
+            assert!(
+                s.claim_webhooks(150, 100, 10).expect("claim").is_empty(),
+                "not yet due"
+            );
+        }
+        let s = SqliteStore::open(&path).expect("reopen");
+        let again = s.claim_webhooks(200, 100, 10).expect("claim");
+        assert_eq!(again.len(), 1);
+        assert_eq!((again[0].msg_id.as_str(), again[0].attempts), ("b", 2));
+        s.webhook_attempted(again[0].seq, DeliveryOutcome::GaveUp, Some("HTTP 500"))
+            .expect("gave up");
+        assert!(s.claim_webhooks(10_000, 100, 10).expect("claim").is_empty());
+        s.enqueue_webhook(&delivery("c"), 20_000).expect("c");
+        let lost = s.claim_webhooks(20_000, 100, 10).expect("claim");
+        let redo = s.claim_webhooks(20_101, 100, 10).expect("claim");
+        assert_eq!(
+            (lost[0].seq, redo[0].attempts),
+            (redo[0].seq, 2),
+            "an unanswered attempt is due again after its lease"
+        );
     }
 
     #[test]

@@ -98,7 +98,35 @@ pub enum Lease {
     Lost,
 }
 
-/// A durable job queue.
+/// A webhook delivery taken from the outbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookDelivery {
+    /// Outbox row id.
+    pub seq: i64,
+    /// The Standard Webhooks message id, the same on every attempt.
+    pub msg_id: String,
+    /// Target URL.
+    pub url: String,
+    /// Event name (`video.completed`, `batch.completed`, ...).
+    pub event: String,
+    /// The JSON body.
+    pub body: String,
+    /// Attempts so far, this one included.
+    pub attempts: u32,
+}
+
+/// How a delivery attempt ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryOutcome {
+    /// The receiver answered 2xx.
+    Delivered,
+    /// It failed; try again at this Unix time in milliseconds.
+    RetryAt(i64),
+    /// It failed and no attempt is left.
+    GaveUp,
+}
+
+/// A durable job queue, with the outbox of its webhook deliveries.
 pub trait JobStore: Send + Sync {
     /// Inserts a job, or finds the one created earlier with the same idempotency key.
     fn create(&self, job: NewJob) -> Result<Created>;
@@ -159,6 +187,33 @@ pub trait JobStore: Send + Sync {
     fn counts(&self) -> Result<BTreeMap<JobStatus, u64>>;
     /// A batch by id.
     fn batch(&self, id: &str) -> Result<Option<BatchRecord>>;
-    /// Marks a batch's webhook as sent; `true` only for the first caller.
-    fn mark_batch_notified(&self, id: &str) -> Result<bool>;
+    /// Marks a batch as notified and queues its webhook delivery, in one step; `false` (and
+    /// nothing queued) when it was already notified.
+    fn notify_batch_once(&self, id: &str, delivery: &NewDelivery, now: i64) -> Result<bool>;
+    /// Queues a webhook delivery, due at once.
+    fn enqueue_webhook(&self, delivery: &NewDelivery, now: i64) -> Result<()>;
+    /// Takes up to `limit` due deliveries, counting an attempt each and holding them for
+    /// `lease_ms` (after which an unanswered one is due again).
+    fn claim_webhooks(&self, now: i64, lease_ms: i64, limit: usize)
+    -> Result<Vec<WebhookDelivery>>;
+    /// Records how an attempt ended.
+    fn webhook_attempted(
+        &self,
+        seq: i64,
+        outcome: DeliveryOutcome,
+        error: Option<&str>,
+    ) -> Result<()>;
+}
+
+/// A webhook delivery to queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewDelivery {
+    /// The Standard Webhooks message id.
+    pub msg_id: String,
+    /// Target URL.
+    pub url: String,
+    /// Event name.
+    pub event: String,
+    /// The JSON body.
+    pub body: String,
 }

@@ -1,11 +1,14 @@
 //! Webhook delivery, signed as Standard Webhooks do (<https://www.standardwebhooks.com>):
 //! headers `webhook-id`, `webhook-timestamp` and `webhook-signature: v1,<base64>`, the signature
 //! being HMAC-SHA256 over `id.timestamp.body` with the secret's bytes (`whsec_<base64>`).
-//! Deliveries retry with exponential backoff on their own threads; a failing webhook never
-//! affects the job.
+//! Deliveries go through a durable outbox in the queue database, retry with exponential backoff
+//! and survive restarts (at least once; receivers dedupe on `webhook-id`); a failing webhook
+//! never affects the job.
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 use base64::Engine;
@@ -14,7 +17,9 @@ use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
 use crate::error::{Error, Result};
+use crate::job::unix_millis;
 use crate::metrics::Metrics;
+use crate::store::{DeliveryOutcome, JobStore, NewDelivery, WebhookDelivery};
 
 /// Prefix of Standard Webhooks secrets.
 const SECRET_PREFIX: &str = "whsec_";
@@ -95,90 +100,182 @@ impl WebhookSigner {
     }
 }
 
-/// Sends webhooks in the background.
+/// How long a claimed delivery is held before it is due again (longer than the HTTP timeout).
+const DELIVERY_LEASE_MS: i64 = 60_000;
+/// Deliveries taken from the outbox at a time.
+const DELIVERY_BATCH: usize = 16;
+/// How often the dispatcher looks at the outbox when nothing wakes it.
+const DISPATCH_POLL: Duration = Duration::from_millis(250);
+/// Timeout of one delivery attempt.
+const DELIVERY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Sends webhooks from the queue's durable outbox: a delivery is stored first, then sent by a
+/// dispatcher thread, retried with exponential backoff, and taken up again after a restart.
 #[derive(Clone)]
-pub struct Webhooks {
+pub(crate) struct Webhooks {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Arc<dyn JobStore>,
     signer: WebhookSigner,
     agent: ureq::Agent,
     attempts: u32,
     backoff: Duration,
     metrics: Arc<Metrics>,
+    wake: (Mutex<u64>, Condvar),
+    stop: AtomicBool,
 }
 
 impl Webhooks {
-    /// A sender signing with `signer`, trying each delivery `attempts` times with `backoff`
-    /// before the first retry, doubled after each.
-    pub fn new(
+    /// A sender signing with `signer`, trying each delivery `attempts` times, waiting `backoff`
+    /// before the first retry and twice as long before each next one.
+    pub(crate) fn new(
+        store: Arc<dyn JobStore>,
         signer: WebhookSigner,
         attempts: u32,
         backoff: Duration,
         metrics: Arc<Metrics>,
     ) -> Self {
         let agent = ureq::Agent::config_builder()
-            .timeout_global(Some(Duration::from_secs(10)))
+            .timeout_global(Some(DELIVERY_TIMEOUT))
             .http_status_as_error(false)
             .build()
             .new_agent();
         Self {
-            signer,
-            agent,
-            attempts: attempts.max(1),
-            backoff,
-            metrics,
+            inner: Arc::new(Inner {
+                store,
+                signer,
+                agent,
+                attempts: attempts.max(1),
+                backoff,
+                metrics,
+                wake: (Mutex::new(0), Condvar::new()),
+                stop: AtomicBool::new(false),
+            }),
         }
     }
 
-    /// POSTs `body` to `url` on a background thread; `event` goes in the `wan-event` header.
-    pub fn send(&self, url: &str, event: &str, body: &serde_json::Value) {
+    /// A delivery of `body` to `url`, with a fresh message id.
+    pub(crate) fn delivery(url: &str, event: &str, body: &serde_json::Value) -> NewDelivery {
+        NewDelivery {
+            msg_id: format!("msg_{}", crate::ids::random_hex()),
+            url: url.to_string(),
+            event: event.to_string(),
+            body: body.to_string(),
+        }
+    }
+
+    /// Queues a POST of `body` to `url`; `event` goes in the `wan-event` header.
+    pub(crate) fn send(&self, url: &str, event: &str, body: &serde_json::Value) {
+        let delivery = Self::delivery(url, event, body);
+        match self.inner.store.enqueue_webhook(&delivery, unix_millis()) {
+            Ok(()) => self.wake(),
+            Err(e) => tracing::error!("webhook {url} ({event}): queueing failed: {e}"),
+        }
+    }
+
+    /// Wakes the dispatcher after deliveries were queued.
+    pub(crate) fn wake(&self) {
+        let (lock, cvar) = &self.inner.wake;
+        *lock.lock().unwrap_or_else(PoisonError::into_inner) += 1;
+        cvar.notify_all();
+    }
+
+    /// Starts the dispatcher thread.
+    pub(crate) fn start(&self) -> std::io::Result<JoinHandle<()>> {
         let this = self.clone();
-        let target = url.to_string();
-        let event = event.to_string();
-        let body = body.to_string().into_bytes();
-        let msg_id = format!("msg_{}", crate::ids::random_hex());
-        let spawned = std::thread::Builder::new()
-            .name("webhook".into())
-            .spawn(move || this.deliver(&target, &event, &msg_id, &body));
-        if let Err(e) = spawned {
-            tracing::warn!("webhook {url}: could not start a delivery thread: {e}");
-            self.metrics.webhook_result(false);
+        std::thread::Builder::new()
+            .name("wan-webhooks".into())
+            .spawn(move || this.dispatch())
+    }
+
+    /// Stops the dispatcher; undelivered webhooks stay queued for the next start.
+    pub(crate) fn stop(&self) {
+        self.inner.stop.store(true, Ordering::SeqCst);
+        self.wake();
+    }
+
+    fn dispatch(&self) {
+        let inner = &self.inner;
+        while !inner.stop.load(Ordering::SeqCst) {
+            let (lock, cvar) = &inner.wake;
+            let seen = *lock.lock().unwrap_or_else(PoisonError::into_inner);
+            match inner
+                .store
+                .claim_webhooks(unix_millis(), DELIVERY_LEASE_MS, DELIVERY_BATCH)
+            {
+                Ok(due) => {
+                    for delivery in due {
+                        let this = self.clone();
+                        let spawned = std::thread::Builder::new()
+                            .name("wan-webhook".into())
+                            .spawn(move || this.attempt(&delivery));
+                        if let Err(e) = spawned {
+                            tracing::warn!("webhook: could not start a delivery thread: {e}");
+                        }
+                    }
+                }
+                Err(e) => tracing::error!("webhook outbox: {e}"),
+            }
+            let guard = lock.lock().unwrap_or_else(PoisonError::into_inner);
+            let _ = cvar
+                .wait_timeout_while(guard, DISPATCH_POLL, |n| {
+                    *n == seen && !inner.stop.load(Ordering::SeqCst)
+                })
+                .unwrap_or_else(PoisonError::into_inner);
         }
     }
 
-    fn deliver(&self, url: &str, event: &str, msg_id: &str, body: &[u8]) {
-        let mut delay = self.backoff;
-        for attempt in 1..=self.attempts {
-            let timestamp = crate::job::unix_millis() / 1000;
-            let signature = self.signer.sign(msg_id, timestamp, body);
-            let result = self
-                .agent
-                .post(url)
-                .header("content-type", "application/json")
-                .header("webhook-id", msg_id)
-                .header("webhook-timestamp", &timestamp.to_string())
-                .header("webhook-signature", &signature)
-                .header("wan-event", event)
-                .send(body);
-            match result {
-                Ok(resp) if resp.status().is_success() => {
-                    self.metrics.webhook_result(true);
-                    return;
-                }
-                Ok(resp) => tracing::warn!(
-                    "webhook {url} ({event}) attempt {attempt}/{}: HTTP {}",
-                    self.attempts,
-                    resp.status()
-                ),
-                Err(e) => tracing::warn!(
-                    "webhook {url} ({event}) attempt {attempt}/{}: {e}",
-                    self.attempts
-                ),
+    fn attempt(&self, d: &WebhookDelivery) {
+        let inner = &self.inner;
+        let timestamp = unix_millis() / 1000;
+        let signature = inner.signer.sign(&d.msg_id, timestamp, d.body.as_bytes());
+        let result = inner
+            .agent
+            .post(&d.url)
+            .header("content-type", "application/json")
+            .header("webhook-id", &d.msg_id)
+            .header("webhook-timestamp", &timestamp.to_string())
+            .header("webhook-signature", &signature)
+            .header("wan-event", &d.event)
+            .send(d.body.as_bytes());
+        let error = match result {
+            Ok(resp) if resp.status().is_success() => None,
+            Ok(resp) => Some(format!("HTTP {}", resp.status())),
+            Err(e) => Some(e.to_string()),
+        };
+        let outcome = match &error {
+            None => DeliveryOutcome::Delivered,
+            Some(_) if d.attempts >= inner.attempts => DeliveryOutcome::GaveUp,
+            Some(_) => {
+                let factor = 1u32 << d.attempts.saturating_sub(1).min(16);
+                let delay = inner.backoff.saturating_mul(factor);
+                DeliveryOutcome::RetryAt(
+                    unix_millis() + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX / 2),
+                )
             }
-            if attempt < self.attempts {
-                std::thread::sleep(delay);
-                delay = delay.saturating_mul(2);
-            }
+        };
+        if let Some(error) = &error {
+            tracing::warn!(
+                "webhook {} ({}) attempt {}/{}: {error}",
+                d.url,
+                d.event,
+                d.attempts,
+                inner.attempts
+            );
         }
-        self.metrics.webhook_result(false);
+        match outcome {
+            DeliveryOutcome::Delivered => inner.metrics.webhook_result(true),
+            DeliveryOutcome::GaveUp => inner.metrics.webhook_result(false),
+            DeliveryOutcome::RetryAt(_) => {}
+        }
+        if let Err(e) = inner
+            .store
+            .webhook_attempted(d.seq, outcome, error.as_deref())
+        {
+            tracing::error!("webhook outbox: recording an attempt: {e}");
+        }
     }
 }
 
