@@ -34,6 +34,8 @@ impl Server {
             .args(["--webhook-secret", SECRET])
             .args(args)
             .env_remove("WAN_API_KEYS")
+            .env_remove("WAN_SERVE_CONFIG")
+            .env_remove("WAN_SERVE_MODELS")
             .stdout(Stdio::piped())
             .stderr(log)
             .spawn()
@@ -844,5 +846,48 @@ fn added_latency_per_job() {
         added[added.len() / 2] * 1e3,
         added[added.len() - 1] * 1e3,
         added.len()
+    );
+}
+
+#[test]
+fn wan_generate_with_server_submits_and_downloads() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(
+        &dir.path().join("data"),
+        &["--model", &tiny_model(), "--api-key", "cli-key-1234"],
+    );
+    let out = dir.path().join("remote.mp4");
+    let run = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_wan"))
+            .args(["generate", "a small boat", "--server", &server.url])
+            .args([
+                "--width", "32", "--height", "32", "--frames", "5", "--steps", "2",
+            ])
+            .args(["--seed", "3", "--json", "-o"])
+            .arg(&out)
+            .args(extra)
+            .env_remove("WAN_MODEL")
+            .env_remove("WAN_API_KEY")
+            .output()
+            .expect("run wan generate")
+    };
+    let done = run(&["--api-key", "cli-key-1234"]);
+    assert!(
+        done.status.success(),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    let summary = json_of(&done.stdout);
+    assert_eq!(
+        (summary["status"].as_str(), summary["seed"].as_u64()),
+        (Some("completed"), Some(3))
+    );
+    assert_mp4(&std::fs::read(&out).expect("downloaded"));
+    let refused = run(&[]);
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("401"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
     );
 }
