@@ -784,7 +784,10 @@ fn sigterm_requeues_the_running_job_and_restart_finishes_it() {
 #[test]
 fn fifty_concurrent_creates_all_complete() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let server = Server::start(&dir.path().join("data"), &["--model", &tiny_model()]);
+    let server = Server::start(
+        &dir.path().join("data"),
+        &["--model", &tiny_model(), "--workers", "2"],
+    );
     let url = format!("{}/v1/videos", server.url);
     let handles: Vec<_> = (0..50)
         .map(|i| {
@@ -807,6 +810,7 @@ fn fifty_concurrent_creates_all_complete() {
     for id in &ids {
         let job = wait_for(&server, id, Duration::from_secs(60), ended);
         assert_eq!(job["status"], "completed", "{job}");
+        assert_eq!(job["attempts"], 1, "claimed by exactly one worker: {job}");
         completed += 1;
         let wall =
             job["completed_at"].as_f64().expect("t") - job["started_at"].as_f64().expect("t");
@@ -889,5 +893,25 @@ fn wan_generate_with_server_submits_and_downloads() {
         String::from_utf8_lossy(&refused.stderr).contains("401"),
         "{}",
         String::from_utf8_lossy(&refused.stderr)
+    );
+}
+
+#[test]
+fn heartbeats_keep_a_job_longer_than_its_lease() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(
+        &dir.path().join("data"),
+        &["--model", "diagnostic:100", "--lease-seconds", "0.3"],
+    );
+    // 12 steps of 100 ms: four times the lease.
+    let id = create(
+        &server,
+        &json!({"prompt": "x", "steps": 12, "width": 16, "height": 16, "frames": 1}),
+    );
+    let job = wait_for(&server, &id, Duration::from_secs(10), ended);
+    assert_eq!(
+        (job["status"].as_str(), job["attempts"].as_u64()),
+        (Some("completed"), Some(1)),
+        "{job}"
     );
 }
