@@ -5,6 +5,9 @@
 //! checkpoint with it, inspect its tensor names to detect the key layout (diffusers or official),
 //! and get a [`candle_nn::VarBuilder`] that renames keys in one place per model.
 
+// Linked for its `x86-v4` feature only: candle's CPU matmul then runs AVX-512 kernels where the CPU has them.
+use gemm_f32 as _;
+
 pub mod attention;
 pub mod error;
 pub mod gelu;
