@@ -150,8 +150,9 @@ async fn require_key(State(service): State<Arc<Service>>, req: Request, next: Ne
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, key)| key.trim());
     let ok = given.is_some_and(|given| {
         keys.iter().fold(false, |found, key| {
             let same = key.len() == given.len()

@@ -69,7 +69,7 @@ impl WebhookSigner {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let key: [u8; 32] = rand::random();
                 let secret = format!("{SECRET_PREFIX}{}", B64.encode(key));
-                std::fs::write(&path, &secret).map_err(|e| Error::io(&path, e))?;
+                write_private(&path, &secret).map_err(|e| Error::io(&path, e))?;
                 tracing::info!("generated a webhook signing secret in {}", path.display());
                 Self::from_secret(&secret)
             }
@@ -98,6 +98,16 @@ impl WebhookSigner {
                 && subtle::ConstantTimeEq::ct_eq(sig.as_bytes(), expected.as_bytes()).into()
         })
     }
+}
+
+/// Creates `path` readable by its owner only (on Unix) and writes `text` to it.
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)?.write_all(text.as_bytes())
 }
 
 /// How long a claimed delivery is held before it is due again (longer than the HTTP timeout).
@@ -308,5 +318,11 @@ mod tests {
         let a = WebhookSigner::configured_or_stored(None, dir.path()).expect("generate");
         let b = WebhookSigner::configured_or_stored(None, dir.path()).expect("reuse");
         assert_eq!(a.key, b.key);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let meta = std::fs::metadata(dir.path().join("webhook-secret")).expect("secret file");
+            assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        }
     }
 }
