@@ -915,3 +915,25 @@ fn heartbeats_keep_a_job_longer_than_its_lease() {
         "{job}"
     );
 }
+
+#[test]
+fn higher_priority_runs_first_then_oldest() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(&dir.path().join("data"), &["--model", "diagnostic:50"]);
+    let job = |prompt: &str, steps: u32, priority: i32| json!({"prompt": prompt, "steps": steps, "width": 16, "height": 16, "frames": 1, "priority": priority});
+    let blocker = create(&server, &job("blocker", 10, 0));
+    let running = wait_for(&server, &blocker, Duration::from_secs(10), |j| {
+        j["step"].as_u64() >= Some(1)
+    });
+    assert!(running["eta_seconds"].as_f64().is_some(), "{running}");
+    let low = create(&server, &job("low", 1, -5));
+    let old = create(&server, &job("old", 1, 5));
+    let new = create(&server, &job("new", 1, 5));
+    let started = |id: &str| {
+        wait_for(&server, id, Duration::from_secs(10), ended)["started_at"]
+            .as_f64()
+            .expect("started")
+    };
+    let (old_t, new_t, low_t) = (started(&old), started(&new), started(&low));
+    assert!(old_t < new_t && new_t < low_t, "{old_t} {new_t} {low_t}");
+}
