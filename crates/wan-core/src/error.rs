@@ -22,7 +22,9 @@ pub enum Error {
         expected: String,
     },
     /// A file has an extension that is not a known weight format.
-    #[error("unsupported weight file {path}: expected .safetensors, .safetensors.index.json, .pth or .pt")]
+    #[error(
+        "unsupported weight file {path}: expected .safetensors, .safetensors.index.json, .pth or .pt"
+    )]
     UnsupportedFormat {
         /// The offending file.
         path: PathBuf,

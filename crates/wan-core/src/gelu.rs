@@ -80,8 +80,11 @@ mod tests {
                 .expect("diff");
             assert!(d < 1e-6, "n={n}: max |diff| {d}");
         }
-        let edge = Tensor::new(&[0f32, -0.0, 1e-8, -1e-8, 30.0, -30.0, 1e30, -1e30], &Device::Cpu)
-            .expect("edge");
+        let edge = Tensor::new(
+            &[0f32, -0.0, 1e-8, -1e-8, 30.0, -30.0, 1e30, -1e30],
+            &Device::Cpu,
+        )
+        .expect("edge");
         let got = gelu_tanh(&edge).expect("edge").to_vec1::<f32>().expect("v");
         assert_eq!(got[4], 30.0);
         assert_eq!(got[5], 0.0);
@@ -98,6 +101,9 @@ mod tests {
             .expect("diff");
         assert!(d < 1e-6);
         let h = x.to_dtype(candle_core::DType::BF16).expect("bf16");
-        assert_eq!(gelu_tanh(&h).expect("bf16").dtype(), candle_core::DType::BF16);
+        assert_eq!(
+            gelu_tanh(&h).expect("bf16").dtype(),
+            candle_core::DType::BF16
+        );
     }
 }

@@ -62,7 +62,10 @@ impl WeightFiles {
 
     /// Builds the file set from one file: a safetensors file, an index, or a pickle.
     pub fn from_file(path: &Path) -> Result<Self> {
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
         if name.ends_with(".safetensors.index.json") {
             let files = read_index(path)?;
             Ok(Self {
@@ -142,7 +145,9 @@ impl WeightFiles {
                 unsafe { VarBuilder::from_mmaped_safetensors(&self.files, dtype, device) }
                     .map_err(load_err)
             }
-            WeightFormat::Pth => VarBuilder::from_pth(&self.files[0], dtype, device).map_err(load_err),
+            WeightFormat::Pth => {
+                VarBuilder::from_pth(&self.files[0], dtype, device).map_err(load_err)
+            }
         }
     }
 }
@@ -234,7 +239,10 @@ mod tests {
         assert!(names.contains("a.weight") && names.contains("b.weight"));
         let vb = files.var_builder(DType::F32, &Device::Cpu).expect("vb");
         let b = vb.get((2, 3), "b.weight").expect("b");
-        assert_eq!(b.sum_all().and_then(|s| s.to_scalar::<f32>()).expect("sum"), 12.0);
+        assert_eq!(
+            b.sum_all().and_then(|s| s.to_scalar::<f32>()).expect("sum"),
+            12.0
+        );
     }
 
     #[test]
@@ -246,7 +254,9 @@ mod tests {
             r#"{"weight_map":{"a.weight":"m-00001-of-00002.safetensors","b.weight":"m-00002-of-00002.safetensors"}}"#,
         )
         .expect("write index");
-        let err = WeightFiles::resolve(&dir, &["m"]).expect_err("must fail").to_string();
+        let err = WeightFiles::resolve(&dir, &["m"])
+            .expect_err("must fail")
+            .to_string();
         assert!(err.contains("m-00002-of-00002.safetensors"), "{err}");
     }
 
@@ -271,7 +281,9 @@ mod tests {
             r#"{"weight_map":{"a":"../../etc/passwd"}}"#,
         )
         .expect("write index");
-        let err = WeightFiles::resolve(&dir, &["m"]).expect_err("must fail").to_string();
+        let err = WeightFiles::resolve(&dir, &["m"])
+            .expect_err("must fail")
+            .to_string();
         assert!(err.contains("leaves the checkpoint folder"), "{err}");
     }
 }

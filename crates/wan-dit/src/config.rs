@@ -180,7 +180,7 @@ impl DitConfig {
     }
 
     fn from_official(raw: OfficialJson) -> std::result::Result<Self, String> {
-        if raw.num_heads == 0 || raw.dim % raw.num_heads != 0 {
+        if raw.num_heads == 0 || !raw.dim.is_multiple_of(raw.num_heads) {
             return Err(format!(
                 "dim {} is not a multiple of num_heads {}",
                 raw.dim, raw.num_heads
@@ -226,13 +226,13 @@ impl DitConfig {
             return bad(format!("patch_size {:?} has a zero entry", self.patch_size));
         }
         let hd = self.attention_head_dim;
-        if self.num_attention_heads == 0 || hd < 6 || hd % 2 != 0 {
+        if self.num_attention_heads == 0 || hd < 6 || !hd.is_multiple_of(2) {
             return bad(format!(
                 "{} heads of width {hd}: need at least one head of an even width >= 6 (3D rotary split)",
                 self.num_attention_heads
             ));
         }
-        if self.freq_dim == 0 || self.freq_dim % 2 != 0 {
+        if self.freq_dim == 0 || !self.freq_dim.is_multiple_of(2) {
             return bad(format!(
                 "freq_dim {} must be even and positive",
                 self.freq_dim

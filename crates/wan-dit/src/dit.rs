@@ -206,7 +206,8 @@ struct FeedForward {
 
 impl FeedForward {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        self.down.forward(&wan_core::gelu_tanh(&self.up.forward(x)?)?)
+        self.down
+            .forward(&wan_core::gelu_tanh(&self.up.forward(x)?)?)
     }
 }
 
@@ -574,9 +575,9 @@ impl WanTransformer {
         let temb = temb.reshape((b, steps, dim))?;
         let temb_proj = temb_proj.reshape((b, steps, 6, dim))?;
 
-        let text = self
-            .text_linear_2
-            .forward(&wan_core::gelu_tanh(&self.text_linear_1.forward(&text.to_dtype(dtype)?)?)?)?;
+        let text = self.text_linear_2.forward(&wan_core::gelu_tanh(
+            &self.text_linear_1.forward(&text.to_dtype(dtype)?)?,
+        )?)?;
         let image = match (&self.image_embedder, image) {
             (Some(embedder), Some(image)) => Some(embedder.forward(image, dtype)?),
             _ => None,

@@ -38,23 +38,43 @@ pub enum Error {
     Cancelled,
     /// The transformer failed to load or run.
     #[error(transparent)]
-    Dit(#[from] wan_dit::Error),
+    Dit(Box<wan_dit::Error>),
     /// The VAE failed to load or run.
     #[error(transparent)]
-    Vae(#[from] wan_vae::Error),
+    Vae(Box<wan_vae::Error>),
     /// The text encoder failed to load or run.
     #[error(transparent)]
-    Text(#[from] wan_text::Error),
+    Text(Box<wan_text::Error>),
     /// The sampler rejected its settings.
     #[error(transparent)]
-    Sampler(#[from] wan_sched::Error),
+    Sampler(Box<wan_sched::Error>),
     /// Frames could not be assembled or written.
     #[error(transparent)]
-    Video(#[from] wan_video::Error),
+    Video(Box<wan_video::Error>),
     /// A tensor operation failed.
     #[error(transparent)]
-    Tensor(#[from] candle_core::Error),
+    Tensor(Box<candle_core::Error>),
 }
+
+/// Component errors are boxed so that `Result`s stay small on the happy path.
+macro_rules! boxed_from {
+    ($($variant:ident: $source:ty),* $(,)?) => {
+        $(impl From<$source> for Error {
+            fn from(e: $source) -> Self {
+                Self::$variant(Box::new(e))
+            }
+        })*
+    };
+}
+
+boxed_from!(
+    Dit: wan_dit::Error,
+    Vae: wan_vae::Error,
+    Text: wan_text::Error,
+    Sampler: wan_sched::Error,
+    Video: wan_video::Error,
+    Tensor: candle_core::Error,
+);
 
 /// Result alias for the pipelines.
 pub type Result<T> = std::result::Result<T, Error>;

@@ -16,6 +16,6 @@ pub mod variant;
 pub use error::{Error, Result};
 pub use model::{HubOptions, Layout, ModelFiles};
 pub use progress::{NoProgress, Progress, ProgressEvent, Stage};
+pub use request::{GenerateRequest, ModelDefaults, ResolvedRequest, SAMPLERS, ValidationError};
 pub use t2v::{Generated, LoadOptions, StageTimings, TextToVideo};
 pub use variant::{DEFAULT_NEGATIVE_PROMPT, TEXT_LEN, Variant};
-pub use request::{GenerateRequest, ModelDefaults, ResolvedRequest, SAMPLERS, ValidationError};

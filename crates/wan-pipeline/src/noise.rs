@@ -104,7 +104,7 @@ pub fn torch_randn(seed: u64, n: usize) -> Vec<f32> {
     for start in (0..=n - 16).step_by(16) {
         normal_fill_16(&mut data[start..start + 16]);
     }
-    if n % 16 != 0 {
+    if !n.is_multiple_of(16) {
         let tail = &mut data[n - 16..];
         for v in tail.iter_mut() {
             *v = rng.next_uniform_f32();

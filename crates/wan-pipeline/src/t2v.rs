@@ -210,7 +210,11 @@ impl TextToVideo {
         let dtype = self.dit.dtype();
         let cond = self.text.get(&req.prompt, TEXT_LEN)?.to_dtype(dtype)?;
         let uncond = if cfg {
-            Some(self.text.get(&req.negative_prompt, TEXT_LEN)?.to_dtype(dtype)?)
+            Some(
+                self.text
+                    .get(&req.negative_prompt, TEXT_LEN)?
+                    .to_dtype(dtype)?,
+            )
         } else {
             None
         };
@@ -280,7 +284,10 @@ impl TextToVideo {
             })
         })?;
         let (_, _, f, h, w) = video.dims5()?;
-        let data = video.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+        let data = video
+            .to_dtype(DType::F32)?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
         let frames = Frames::from_decoder_output(&data, f, h, w, req.fps)?;
         timings.decode = start.elapsed().as_secs_f64();
         progress.event(&ProgressEvent::StageFinished {

@@ -69,11 +69,17 @@ fn resolve(model: &TextToVideo, case: &Case) -> ResolvedRequest {
         seed: Some(case.seed),
         ..GenerateRequest::new(case.prompt.clone())
     };
-    request.validate(model.defaults(), 0).expect("valid request")
+    request
+        .validate(model.defaults(), 0)
+        .expect("valid request")
 }
 
 fn max_diff(ours: &[f32], want: &Tensor) -> f32 {
-    let want = want.flatten_all().expect("flat").to_vec1::<f32>().expect("f32");
+    let want = want
+        .flatten_all()
+        .expect("flat")
+        .to_vec1::<f32>()
+        .expect("f32");
     assert_eq!(ours.len(), want.len(), "frame data length");
     ours.iter()
         .zip(&want)
@@ -95,20 +101,47 @@ fn frames_match_diffusers_from_given_latents_and_from_the_seed() {
             .expect("generate from latents");
         let d = max_diff(given.frames.data(), want);
         eprintln!("{}: max |diff| vs diffusers {d:e}", case.name);
-        assert!(d <= TOLERANCE, "{}: max |diff| {d} > {TOLERANCE}", case.name);
+        assert!(
+            d <= TOLERANCE,
+            "{}: max |diff| {d} > {TOLERANCE}",
+            case.name
+        );
         // The reference latents are torch.randn(seed) on the CPU generator: the seed alone
         // reproduces them (to an ulp: torch's vectorised log/cos round differently in places).
         let seeded = f
             .model
             .generate(&req, None, &mut NoProgress)
             .expect("generate from seed");
-        let noise = wan_pipeline::noise::randn(case.seed, latents.shape(), &Device::Cpu).expect("noise");
-        let nd = max_diff(&noise.flatten_all().expect("flat").to_vec1::<f32>().expect("v"), latents);
-        assert!(nd <= 1e-6, "{}: seeded noise differs from torch.randn by {nd}", case.name);
-        let again = f.model.generate(&req, Some(latents), &mut NoProgress).expect("again");
-        assert!(again.frames.data() == given.frames.data(), "{}: second run differs", case.name);
+        let noise =
+            wan_pipeline::noise::randn(case.seed, latents.shape(), &Device::Cpu).expect("noise");
+        let nd = max_diff(
+            &noise
+                .flatten_all()
+                .expect("flat")
+                .to_vec1::<f32>()
+                .expect("v"),
+            latents,
+        );
+        assert!(
+            nd <= 1e-6,
+            "{}: seeded noise differs from torch.randn by {nd}",
+            case.name
+        );
+        let again = f
+            .model
+            .generate(&req, Some(latents), &mut NoProgress)
+            .expect("again");
+        assert!(
+            again.frames.data() == given.frames.data(),
+            "{}: second run differs",
+            case.name
+        );
         let d = max_diff(seeded.frames.data(), want);
-        assert!(d <= TOLERANCE, "{}: from the seed, max |diff| {d} > {TOLERANCE}", case.name);
+        assert!(
+            d <= TOLERANCE,
+            "{}: from the seed, max |diff| {d} > {TOLERANCE}",
+            case.name
+        );
     }
 }
 
@@ -165,7 +198,15 @@ fn progress_reports_every_stage_and_cancel_stops_between_steps() {
     let denoise_steps = all
         .events
         .iter()
-        .filter(|e| matches!(e, ProgressEvent::Advanced { stage: Stage::Denoise, .. }))
+        .filter(|e| {
+            matches!(
+                e,
+                ProgressEvent::Advanced {
+                    stage: Stage::Denoise,
+                    ..
+                }
+            )
+        })
         .count();
     assert_eq!(denoise_steps, req.steps as usize);
     for stage in [Stage::Encode, Stage::Denoise, Stage::Decode] {
@@ -185,8 +226,7 @@ fn progress_reports_every_stage_and_cancel_stops_between_steps() {
     let err = f
         .model
         .generate(&req, None, &mut cancel)
-        .err()
-        .expect("cancelled");
+        .expect_err("cancelled");
     assert!(matches!(err, Error::Cancelled), "{err}");
     assert_eq!(cancel.steps, 1, "stopped after the first step");
 }
@@ -199,8 +239,10 @@ fn init_latents_of_the_wrong_shape_are_named() {
     let err = f
         .model
         .generate(&req, Some(&wrong), &mut NoProgress)
-        .err()
-        .expect("wrong shape")
+        .expect_err("wrong shape")
         .to_string();
-    assert!(err.contains("[16, 2, 4, 4]") && err.contains("[16, 2, 4, 6]"), "{err}");
+    assert!(
+        err.contains("[16, 2, 4, 4]") && err.contains("[16, 2, 4, 6]"),
+        "{err}"
+    );
 }

@@ -2,8 +2,8 @@
 //!
 //! candle's CPU `conv2d` spends most of its time rearranging data at the VAE's large spatial
 //! sizes (about a quarter of its matrix-product speed at 128x128). Here each kernel tap of a band
-//! of rows is a strided copy of the padded input, the taps are stacked into a `[C * kh * kw, rows
-//! * W]` matrix, and the weight `[O, C * kh * kw]` multiplies it in one GEMM. Bands bound the
+//! of rows is a strided copy of the padded input, the taps are stacked into a
+//! `[C * kh * kw, rows * W]` matrix, and the weight `[O, C * kh * kw]` multiplies it in one GEMM. Bands bound the
 //! im2col buffer, so memory does not grow with the frame size.
 
 use candle_core::{Result, Tensor};

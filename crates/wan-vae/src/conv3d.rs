@@ -161,7 +161,9 @@ impl CausalConv3d {
             Tensor::cat(&taps, 2)?
         };
         let (_, _, ck, h, w) = stacked.dims5()?;
-        let y = self.conv.forward(&stacked.reshape((b * t_out, ck, h, w))?)?;
+        let y = self
+            .conv
+            .forward(&stacked.reshape((b * t_out, ck, h, w))?)?;
         let (_, o, ho, wo) = y.dims4()?;
         y.reshape((b, t_out, o, ho, wo))
     }

@@ -160,7 +160,7 @@ impl VaeConfig {
                 self.dim_mult
             ));
         }
-        if self.dim_mult.len() > 1 && self.decoder_dim() * self.dim_mult[1] % 2 != 0 {
+        if self.dim_mult.len() > 1 && !(self.decoder_dim() * self.dim_mult[1]).is_multiple_of(2) {
             return bad(format!(
                 "decoder width {} x {} must be even (each upsampler halves it)",
                 self.decoder_dim(),
@@ -228,7 +228,8 @@ impl VaeConfig {
     /// Latent frames encoded from `video_frames` frames, or `None` when it is not `1 + 4k`.
     pub fn encoded_frames(&self, video_frames: usize) -> Option<usize> {
         let k = self.temporal_factor();
-        (video_frames >= 1 && (video_frames - 1) % k == 0).then(|| 1 + (video_frames - 1) / k)
+        (video_frames >= 1 && (video_frames - 1).is_multiple_of(k))
+            .then(|| 1 + (video_frames - 1) / k)
     }
 }
 

@@ -181,7 +181,10 @@ impl Track<'_> {
 
     fn mdia(&self, data_offset: u64) -> Vec<u8> {
         let mut mdhd = Vec::new();
-        mdhd.u32(0).u32(0).u32(self.timescale()).u32(self.duration());
+        mdhd.u32(0)
+            .u32(0)
+            .u32(self.timescale())
+            .u32(self.duration());
         // Language "und", ISO-639-2/T packed as three 5-bit letters.
         mdhd.u16(0x55c4).u16(0);
         let mut hdlr = Vec::new();

@@ -19,7 +19,11 @@ fn pattern(frames: usize, height: usize, width: usize, fps: u32) -> Frames {
     for t in 0..frames {
         for y in 0..height {
             for x in 0..width {
-                let (fx, fy, ft) = (x as f32 / width as f32, y as f32 / height as f32, t as f32 / frames as f32);
+                let (fx, fy, ft) = (
+                    x as f32 / width as f32,
+                    y as f32 / height as f32,
+                    t as f32 / frames as f32,
+                );
                 data.push(0.5 + 0.45 * (6.0 * fx + 2.0 * ft).sin());
                 data.push(0.1 + 0.8 * fy);
                 data.push(0.5 + 0.4 * (4.0 * (fx + fy) - 3.0 * ft).cos());
@@ -39,13 +43,19 @@ fn metadata(frames: &Frames) -> Metadata {
     m.steps = 30;
     m.guidance = 5.0;
     m.shift = 3.0;
-    m.settings.insert("vae_tiling".into(), serde_json::json!(false));
+    m.settings
+        .insert("vae_tiling".into(), serde_json::json!(false));
     m
 }
 
 fn psnr(a: &[u8], b: &[u8]) -> f64 {
     assert_eq!(a.len(), b.len());
-    let mse = a.iter().zip(b).map(|(&x, &y)| (f64::from(x) - f64::from(y)).powi(2)).sum::<f64>() / a.len() as f64;
+    let mse = a
+        .iter()
+        .zip(b)
+        .map(|(&x, &y)| (f64::from(x) - f64::from(y)).powi(2))
+        .sum::<f64>()
+        / a.len() as f64;
     10.0 * (255.0f64 * 255.0 / mse.max(1e-10)).log10()
 }
 
@@ -65,8 +75,15 @@ fn boxes(mut data: &[u8]) -> Vec<Mp4Box<'_>> {
             size = u64::from_be_bytes(data[8..16].try_into().unwrap()) as usize;
             header = 16;
         }
-        assert!(size >= header && size <= data.len(), "bad box size for {:?}", String::from_utf8_lossy(&kind));
-        out.push(Mp4Box { kind, body: &data[header..size] });
+        assert!(
+            size >= header && size <= data.len(),
+            "bad box size for {:?}",
+            String::from_utf8_lossy(&kind)
+        );
+        out.push(Mp4Box {
+            kind,
+            body: &data[header..size],
+        });
         data = &data[size..];
     }
     assert!(data.is_empty(), "trailing bytes after boxes");
@@ -134,30 +151,47 @@ fn mp4_decodes_to_requested_frames_size_and_fps_with_metadata() {
     let file = std::fs::read(&path).unwrap();
 
     let top: Vec<[u8; 4]> = boxes(&file).iter().map(|b| b.kind).collect();
-    assert_eq!(top, [*b"ftyp", *b"moov", *b"mdat"], "fast start: moov before mdat");
+    assert_eq!(
+        top,
+        [*b"ftyp", *b"moov", *b"mdat"],
+        "fast start: moov before mdat"
+    );
 
     // Timing: mdhd timescale / stts delta = fps; duration = frames / fps.
     let mdhd = find(&file, &[b"moov", b"trak", b"mdia", b"mdhd"]);
     let (timescale, duration) = (be32(mdhd, 12), be32(mdhd, 16));
-    let stts = find(&file, &[b"moov", b"trak", b"mdia", b"minf", b"stbl", b"stts"]);
+    let stts = find(
+        &file,
+        &[b"moov", b"trak", b"mdia", b"minf", b"stbl", b"stts"],
+    );
     assert_eq!(be32(stts, 4), 1, "one stts run");
     assert_eq!((be32(stts, 8), timescale / be32(stts, 12)), (F as u32, FPS));
     assert_eq!(timescale % be32(stts, 12), 0);
     assert!((f64::from(duration) / f64::from(timescale) - F as f64 / f64::from(FPS)).abs() < 1e-9);
     let mvhd = find(&file, &[b"moov", b"mvhd"]);
-    assert_eq!((be32(mvhd, 12), be32(mvhd, 16)), (timescale, duration), "movie timescale and duration");
+    assert_eq!(
+        (be32(mvhd, 12), be32(mvhd, 16)),
+        (timescale, duration),
+        "movie timescale and duration"
+    );
 
     // Sample entry: size, parameter sets, BT.709 colour.
     let stbl = [b"moov", b"trak", b"mdia", b"minf", b"stbl"];
     let avc1 = find(&file, &[stbl.as_slice(), &[b"stsd", b"avc1"]].concat());
     assert_eq!((be16(avc1, 24) as usize, be16(avc1, 26) as usize), (W, H));
-    let avcc = find(&file, &[stbl.as_slice(), &[b"stsd", b"avc1", b"avcC"]].concat());
+    let avcc = find(
+        &file,
+        &[stbl.as_slice(), &[b"stsd", b"avc1", b"avcC"]].concat(),
+    );
     assert_eq!(avcc[1], 66, "Baseline profile");
     let sps_len = be16(avcc, 6) as usize;
     let sps = &avcc[8..8 + sps_len];
     let pps_len = be16(avcc, 9 + sps_len) as usize;
     let pps = &avcc[11 + sps_len..11 + sps_len + pps_len];
-    let colr = find(&file, &[stbl.as_slice(), &[b"stsd", b"avc1", b"colr"]].concat());
+    let colr = find(
+        &file,
+        &[stbl.as_slice(), &[b"stsd", b"avc1", b"colr"]].concat(),
+    );
     assert_eq!(colr, b"nclx\0\x01\0\x01\0\x01\0");
 
     // Samples: sizes and the chunk offset.
@@ -175,7 +209,9 @@ fn mp4_decodes_to_requested_frames_size_and_fps_with_metadata() {
         annexb.extend_from_slice(&[0, 0, 0, 1]);
         annexb.extend_from_slice(nal);
     }
-    let expected: Vec<Vec<u8>> = (0..F).map(|i| frames.frame_rgb8(i, Rounding::Truncate).unwrap()).collect();
+    let expected: Vec<Vec<u8>> = (0..F)
+        .map(|i| frames.frame_rgb8(i, Rounding::Truncate).unwrap())
+        .collect();
     let mut decoded = Vec::new();
     for i in 0..count {
         let size = be32(stsz, 12 + 4 * i) as usize;
@@ -219,7 +255,10 @@ fn mp4_decodes_to_requested_frames_size_and_fps_with_metadata() {
 /// An extra check with ffprobe when it is installed (Debian's `ffmpeg` package); skipped otherwise.
 #[test]
 fn mp4_reads_back_in_ffprobe_when_available() {
-    let Ok(version) = std::process::Command::new("ffprobe").arg("-version").output() else {
+    let Ok(version) = std::process::Command::new("ffprobe")
+        .arg("-version")
+        .output()
+    else {
         eprintln!("ffprobe not installed: skipped");
         return;
     };
@@ -230,17 +269,32 @@ fn mp4_reads_back_in_ffprobe_when_available() {
     let meta = metadata(&frames);
     write_output(&path, &frames, &meta).unwrap();
     let out = std::process::Command::new("ffprobe")
-        .args(["-v", "error", "-count_frames", "-of", "json", "-show_format", "-show_streams"])
+        .args([
+            "-v",
+            "error",
+            "-count_frames",
+            "-of",
+            "json",
+            "-show_format",
+            "-show_streams",
+        ])
         .arg(&path)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let probe: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let stream = &probe["streams"][0];
     assert_eq!(stream["codec_name"], "h264");
     assert_eq!(stream["pix_fmt"], "yuv420p");
     assert_eq!(stream["profile"], "Constrained Baseline");
-    assert_eq!((stream["width"].as_u64(), stream["height"].as_u64()), (Some(W as u64), Some(H as u64)));
+    assert_eq!(
+        (stream["width"].as_u64(), stream["height"].as_u64()),
+        (Some(W as u64), Some(H as u64))
+    );
     assert_eq!(stream["r_frame_rate"], "16/1");
     assert_eq!(stream["nb_read_frames"], F.to_string());
     assert_eq!(stream["color_primaries"], "bt709");
@@ -262,13 +316,22 @@ fn gif_has_every_frame_with_the_frame_delay() {
     write_output(&path, &frames, &metadata(&frames)).unwrap();
     let mut options = gif::DecodeOptions::new();
     options.set_color_output(gif::ColorOutput::RGBA);
-    let mut decoder = options.read_info(std::fs::File::open(&path).unwrap()).unwrap();
-    assert_eq!((decoder.width() as usize, decoder.height() as usize), (W, H));
+    let mut decoder = options
+        .read_info(std::fs::File::open(&path).unwrap())
+        .unwrap();
+    assert_eq!(
+        (decoder.width() as usize, decoder.height() as usize),
+        (W, H)
+    );
     let mut count = 0;
     while let Some(frame) = decoder.read_next_frame().unwrap() {
         // diffusers' export_to_gif: duration = 1000 // 16 = 62 ms, which PIL stores as 6 units of 10 ms.
         assert_eq!(frame.delay, 6);
-        let rgb: Vec<u8> = frame.buffer.chunks_exact(4).flat_map(|p| [p[0], p[1], p[2]]).collect();
+        let rgb: Vec<u8> = frame
+            .buffer
+            .chunks_exact(4)
+            .flat_map(|p| [p[0], p[1], p[2]])
+            .collect();
         let db = psnr(&rgb, &frames.frame_rgb8(count, Rounding::Nearest).unwrap());
         // 256 colours per frame over smooth gradients in all three channels: NeuQuant lands near 24 dB.
         assert!(db > 22.0, "frame {count}: PSNR {db:.1} dB");
@@ -283,7 +346,8 @@ fn webp_is_lossless_and_animated() {
     let frames = pattern(F, H, W, FPS);
     let path = dir.path().join("clip.webp");
     write_output(&path, &frames, &metadata(&frames)).unwrap();
-    let mut decoder = image_webp::WebPDecoder::new(std::io::Cursor::new(std::fs::read(&path).unwrap())).unwrap();
+    let mut decoder =
+        image_webp::WebPDecoder::new(std::io::Cursor::new(std::fs::read(&path).unwrap())).unwrap();
     assert!(decoder.is_animated());
     assert_eq!(decoder.num_frames() as usize, F);
     assert_eq!(decoder.dimensions(), (W as u32, H as u32));
@@ -292,17 +356,25 @@ fn webp_is_lossless_and_animated() {
         let duration = decoder.read_frame(&mut buffer).unwrap();
         assert_eq!(duration, 63, "round(1000 / 16) ms");
         let rgb: Vec<u8> = if decoder.has_alpha() {
-            buffer.chunks_exact(4).flat_map(|p| [p[0], p[1], p[2]]).collect()
+            buffer
+                .chunks_exact(4)
+                .flat_map(|p| [p[0], p[1], p[2]])
+                .collect()
         } else {
             buffer.clone()
         };
-        assert_eq!(rgb, frames.frame_rgb8(i, Rounding::Nearest).unwrap(), "frame {i}");
+        assert_eq!(
+            rgb,
+            frames.frame_rgb8(i, Rounding::Nearest).unwrap(),
+            "frame {i}"
+        );
     }
 
     let still = pattern(1, H, W, FPS);
     let path = dir.path().join("still.webp");
     write_output(&path, &still, &metadata(&still)).unwrap();
-    let mut decoder = image_webp::WebPDecoder::new(std::io::Cursor::new(std::fs::read(&path).unwrap())).unwrap();
+    let mut decoder =
+        image_webp::WebPDecoder::new(std::io::Cursor::new(std::fs::read(&path).unwrap())).unwrap();
     assert!(!decoder.is_animated());
     let mut rgb = vec![0u8; decoder.output_buffer_size().unwrap()];
     decoder.read_image(&mut rgb).unwrap();
@@ -310,7 +382,9 @@ fn webp_is_lossless_and_animated() {
 }
 
 fn decode_png(bytes: &[u8]) -> (usize, usize, Vec<u8>) {
-    let mut reader = png::Decoder::new(std::io::Cursor::new(bytes)).read_info().unwrap();
+    let mut reader = png::Decoder::new(std::io::Cursor::new(bytes))
+        .read_info()
+        .unwrap();
     let mut buf = vec![0; reader.output_buffer_size().unwrap()];
     let info = reader.next_frame(&mut buf).unwrap();
     assert_eq!(info.color_type, png::ColorType::Rgb);
@@ -325,20 +399,27 @@ fn png_folder_and_thumbnail_are_exact() {
     let meta = metadata(&frames);
     let folder = dir.path().join("frames/");
     write_output(&folder, &frames, &meta).unwrap();
-    let mut names: Vec<String> =
-        std::fs::read_dir(&folder).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    let mut names: Vec<String> = std::fs::read_dir(&folder)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
     names.sort();
     let mut expected: Vec<String> = (0..F).map(|i| format!("frame_{i:05}.png")).collect();
     expected.push("metadata.json".into());
     assert_eq!(names, expected);
     for i in 0..F {
-        let (w, h, rgb) = decode_png(&std::fs::read(folder.join(format!("frame_{i:05}.png"))).unwrap());
+        let (w, h, rgb) =
+            decode_png(&std::fs::read(folder.join(format!("frame_{i:05}.png"))).unwrap());
         assert_eq!((w, h), (W, H));
         assert_eq!(rgb, frames.frame_rgb8(i, Rounding::Nearest).unwrap());
     }
-    let back: Metadata = serde_json::from_slice(&std::fs::read(folder.join("metadata.json")).unwrap()).unwrap();
+    let back: Metadata =
+        serde_json::from_slice(&std::fs::read(folder.join("metadata.json")).unwrap()).unwrap();
     assert_eq!(back, meta);
-    assert!(matches!(write_output(&folder, &frames, &meta), Err(Error::FolderNotEmpty(_))));
+    assert!(matches!(
+        write_output(&folder, &frames, &meta),
+        Err(Error::FolderNotEmpty(_))
+    ));
 
     let (w, h, rgb) = decode_png(&thumbnail_png(&frames).unwrap());
     assert_eq!((w, h), (W, H));
@@ -363,7 +444,11 @@ fn safetensors_holds_the_exact_frames_and_metadata() {
     let tensor = tensors.tensor(wan_video::FRAMES_TENSOR).unwrap();
     assert_eq!(tensor.dtype(), safetensors::Dtype::F32);
     assert_eq!(tensor.shape(), [F, H, W, 3]);
-    let back: Vec<f32> = tensor.data().chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect();
+    let back: Vec<f32> = tensor
+        .data()
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+        .collect();
     assert_eq!(back, frames.data());
 }
 
@@ -371,17 +456,47 @@ fn safetensors_holds_the_exact_frames_and_metadata() {
 fn bad_requests_fail_clearly_and_write_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let odd = pattern(2, 48, 63, FPS);
-    let err = write_output(&dir.path().join("odd.mp4"), &odd, &Metadata::describing(&odd)).unwrap_err();
-    assert!(err.to_string().contains("width = 63") && err.to_string().contains("even"), "{err}");
+    let err = write_output(
+        &dir.path().join("odd.mp4"),
+        &odd,
+        &Metadata::describing(&odd),
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("width = 63") && err.to_string().contains("even"),
+        "{err}"
+    );
 
     let frames = pattern(2, H, W, FPS);
     let mut meta = Metadata::describing(&frames);
     meta.fps = 24;
     let err = write_output(&dir.path().join("a.gif"), &frames, &meta).unwrap_err();
-    assert!(matches!(err, Error::MetadataMismatch { field: "fps", metadata: 24, frames: 16 }), "{err}");
+    assert!(
+        matches!(
+            err,
+            Error::MetadataMismatch {
+                field: "fps",
+                metadata: 24,
+                frames: 16
+            }
+        ),
+        "{err}"
+    );
 
-    let err = write_output(&dir.path().join("a.mkv"), &frames, &Metadata::describing(&frames)).unwrap_err();
+    let err = write_output(
+        &dir.path().join("a.mkv"),
+        &frames,
+        &Metadata::describing(&frames),
+    )
+    .unwrap_err();
     assert!(matches!(err, Error::UnsupportedExtension { .. }));
-    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "nothing written");
-    assert_eq!(OutputFormat::from_path(Path::new("x.webp")).unwrap(), OutputFormat::WebP);
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        0,
+        "nothing written"
+    );
+    assert_eq!(
+        OutputFormat::from_path(Path::new("x.webp")).unwrap(),
+        OutputFormat::WebP
+    );
 }

@@ -6,12 +6,18 @@ use safetensors::SafeTensors;
 use wan_video::{Frames, Rounding};
 
 fn fixture() -> Vec<u8> {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../fixtures/video/postprocess.safetensors");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../fixtures/video/postprocess.safetensors"
+    );
     std::fs::read(path).expect("fixture fixtures/video/postprocess.safetensors")
 }
 
 fn f32s(bytes: &[u8]) -> Vec<f32> {
-    bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
+    bytes
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect()
 }
 
 #[test]
@@ -27,10 +33,17 @@ fn conversions_match_diffusers_exactly() {
     let expected = f32s(tensors.tensor("frames").expect("frames").data());
     assert_eq!(frames.data().len(), expected.len());
     for (i, (a, b)) in frames.data().iter().zip(&expected).enumerate() {
-        assert_eq!(a.to_bits(), b.to_bits(), "postprocess_video differs at {i}: {a} vs {b}");
+        assert_eq!(
+            a.to_bits(),
+            b.to_bits(),
+            "postprocess_video differs at {i}: {a} vs {b}"
+        );
     }
 
-    for (rounding, name) in [(Rounding::Nearest, "pil_rgb8"), (Rounding::Truncate, "video_rgb8")] {
+    for (rounding, name) in [
+        (Rounding::Nearest, "pil_rgb8"),
+        (Rounding::Truncate, "video_rgb8"),
+    ] {
         let reference = tensors.tensor(name).expect(name);
         let frame_len = h * w * 3;
         for index in 0..f {

@@ -99,13 +99,13 @@ pub fn run(args: DitArgs) -> Result<()> {
     if args.layers == 0 {
         bail!("--layers must be at least 1");
     }
-    if args.frames == 0 || (args.frames - 1) % 4 != 0 {
+    if args.frames == 0 || !(args.frames - 1).is_multiple_of(4) {
         bail!("--frames must be 1 + 4k (1, 5, 9, 13, 17, ...), got {}", args.frames);
     }
     let mut cfg = args.preset.config();
     cfg.num_layers = args.layers;
     let cell = args.preset.vae_factor() * cfg.patch_size[1];
-    if args.height == 0 || args.width == 0 || args.height % cell != 0 || args.width % cell != 0 {
+    if args.height == 0 || args.width == 0 || !args.height.is_multiple_of(cell) || !args.width.is_multiple_of(cell) {
         bail!(
             "--height and --width must be positive multiples of {cell} for preset {}, got {}x{}",
             args.preset.name(),

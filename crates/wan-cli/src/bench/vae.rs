@@ -28,10 +28,10 @@ pub struct VaeArgs {
 
 /// Runs the case.
 pub fn run(args: VaeArgs) -> Result<()> {
-    if (args.frames == 0) || (args.frames - 1) % 4 != 0 {
+    if (args.frames == 0) || !(args.frames - 1).is_multiple_of(4) {
         bail!("--frames must be 1 + 4k (1, 5, 9, 13, 17, ...), got {}", args.frames);
     }
-    if args.height == 0 || args.width == 0 || args.height % 8 != 0 || args.width % 8 != 0 {
+    if args.height == 0 || args.width == 0 || !args.height.is_multiple_of(8) || !args.width.is_multiple_of(8) {
         bail!(
             "--height and --width must be positive multiples of 8, got {}x{}",
             args.height,
