@@ -169,10 +169,22 @@ fn ended(job: &Value) -> bool {
 
 /// Reads the SSE stream of a job to its end: `(event, data)` pairs.
 fn follow_events(base: &str, id: &str) -> Vec<(String, Value)> {
+    follow_events_from(base, id, None)
+}
+
+/// [`follow_events`], telling `connected` once the stream is open.
+fn follow_events_from(
+    base: &str,
+    id: &str,
+    connected: Option<mpsc::Sender<()>>,
+) -> Vec<(String, Value)> {
     let resp = agent()
         .get(&format!("{base}/v1/videos/{id}/events"))
         .call()
         .expect("events");
+    if let Some(tx) = connected {
+        let _ = tx.send(());
+    }
     assert_eq!(resp.status().as_u16(), 200);
     let content_type = resp.headers()["content-type"]
         .to_str()
@@ -745,11 +757,14 @@ fn sigterm_requeues_the_running_job_and_restart_finishes_it() {
     let (tx, rx) = mpsc::channel();
     let base = server.url.clone();
     let stream_id = id.clone();
+    let (open_tx, open_rx) = mpsc::channel();
     std::thread::spawn(move || {
-        let events = follow_events(&base, &stream_id);
+        let events = follow_events_from(&base, &stream_id, Some(open_tx));
         let _ = tx.send(events);
     });
-    std::thread::sleep(Duration::from_millis(200));
+    open_rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("event stream open");
     let term = Command::new("kill")
         .args(["-TERM", &server.child.id().to_string()])
         .status()
