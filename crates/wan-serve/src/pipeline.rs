@@ -153,3 +153,109 @@ impl Generator for PipelineGenerator {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wan_pipeline::GenerateRequest;
+
+    fn tiny() -> PipelineGenerator {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/tiny-t2v");
+        PipelineGenerator::open(
+            &[("tiny".into(), root.display().to_string())],
+            &HubOptions {
+                offline: true,
+                ..HubOptions::default()
+            },
+            LoadOptions::default(),
+        )
+        .expect("tiny model")
+    }
+
+    fn request(generator: &PipelineGenerator) -> ResolvedRequest {
+        GenerateRequest {
+            width: Some(32),
+            height: Some(32),
+            frames: Some(5),
+            steps: Some(3),
+            seed: Some(5),
+            ..GenerateRequest::new("a lighthouse")
+        }
+        .validate(&generator.defaults("tiny").expect("defaults"), 0)
+        .expect("valid")
+    }
+
+    /// Counts denoising steps and cancels after `cancel_after` of them.
+    struct StopAfter {
+        steps: usize,
+        cancel_after: usize,
+    }
+
+    impl Progress for StopAfter {
+        fn event(&mut self, event: &ProgressEvent) {
+            if let ProgressEvent::Advanced {
+                stage: Stage::Denoise,
+                ..
+            } = event
+            {
+                self.steps += 1;
+            }
+        }
+
+        fn cancelled(&self) -> bool {
+            self.steps >= self.cancel_after
+        }
+    }
+
+    #[test]
+    fn writes_the_video_and_keeps_the_model_loaded() {
+        let generator = tiny();
+        let req = request(&generator);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let out = OutputPaths {
+            video: dir.path().join("video.mp4"),
+            thumbnail: dir.path().join("thumbnail.png"),
+        };
+        let mut progress = StopAfter {
+            steps: 0,
+            cancel_after: usize::MAX,
+        };
+        let first = generator
+            .generate("tiny", &req, &out, &mut progress)
+            .expect("generate");
+        assert_eq!(progress.steps, 3);
+        assert!(first.denoise > 0.0 && first.decode > 0.0 && first.write > 0.0);
+        let mp4 = std::fs::read(&out.video).expect("mp4");
+        assert_eq!(&mp4[4..8], b"ftyp");
+        let png = std::fs::read(&out.thumbnail).expect("png");
+        assert_eq!(&png[1..4], b"PNG");
+        let loaded = generator.loaded(&generator.models[0]).expect("loaded");
+        let again = generator.loaded(&generator.models[0]).expect("loaded");
+        assert!(Arc::ptr_eq(&loaded, &again), "the model is loaded once");
+    }
+
+    #[test]
+    fn cancellation_between_steps_writes_nothing() {
+        let generator = tiny();
+        let req = request(&generator);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let out = OutputPaths {
+            video: dir.path().join("video.mp4"),
+            thumbnail: dir.path().join("thumbnail.png"),
+        };
+        let mut progress = StopAfter {
+            steps: 0,
+            cancel_after: 1,
+        };
+        let err = generator
+            .generate("tiny", &req, &out, &mut progress)
+            .expect_err("cancelled");
+        assert!(matches!(err, GenerateError::Cancelled), "{err}");
+        assert_eq!(progress.steps, 1, "stopped after the first step");
+        assert!(!out.video.exists() && !out.thumbnail.exists());
+        let err = generator
+            .generate("other", &req, &out, &mut progress)
+            .expect_err("unknown");
+        assert!(matches!(err, GenerateError::UnknownModel(_)), "{err}");
+    }
+}
