@@ -362,6 +362,15 @@ fn bad_requests_are_rejected_with_the_field_named() {
         assert_eq!(err["error"]["field"], *field, "{body} -> {err}");
         assert!(!err["error"]["message"].as_str().unwrap_or("").is_empty());
     }
+    let (status, err) = post(&server, "/v1/videos", &json!({"prompt": "x", "width": 40}));
+    assert_eq!(status, 400);
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .expect("msg")
+            .contains("this server allows at most 1280"),
+        "{err}"
+    );
     let (status, err) = post(&server, "/v1/videos", &json!({"prompt": "x", "frames": 85}));
     assert_eq!(status, 400);
     assert!(

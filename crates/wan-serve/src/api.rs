@@ -302,7 +302,20 @@ fn new_job(
     let resolved = req
         .generate_request()
         .validate(&defaults, u64::from(rand::random::<u32>()))
-        .map_err(|e| ApiError::invalid(format!("{prefix}{}", e.field), e.message))?;
+        .map_err(|e| {
+            let limits = &service.config.limits;
+            let server_max = match e.field {
+                "width" | "height" => Some(limits.max_side),
+                "frames" => Some(limits.max_frames),
+                "steps" => Some(limits.max_steps),
+                _ => None,
+            };
+            let message = match server_max {
+                Some(max) => format!("{} (this server allows at most {max})", e.message),
+                None => e.message,
+            };
+            ApiError::invalid(format!("{prefix}{}", e.field), message)
+        })?;
     let limits = &service.config.limits;
     if resolved.frames > limits.max_frames {
         return Err(ApiError::invalid(
