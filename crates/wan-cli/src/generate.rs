@@ -12,8 +12,8 @@ use clap::{Args, ValueEnum};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::json;
 use wan_pipeline::{
-    GenerateRequest, HubOptions, LoadOptions, ModelFiles, Progress, ProgressEvent,
-    ResolvedRequest, Stage, TextToVideo,
+    GenerateRequest, HubOptions, LoadOptions, ModelFiles, Progress, ProgressEvent, ResolvedRequest,
+    Stage, TextToVideo,
 };
 use wan_video::{Metadata, check_output_path, write_output};
 
@@ -137,8 +137,7 @@ impl GenerateArgs {
 pub fn run(args: GenerateArgs) -> Result<()> {
     let total = Instant::now();
     let request = args.request()?;
-    check_output_path(&args.output)
-        .with_context(|| format!("output {}", args.output.display()))?;
+    check_output_path(&args.output).with_context(|| format!("output {}", args.output.display()))?;
     if let Some(server) = &args.server {
         return run_remote(server, &args, &request);
     }
@@ -249,7 +248,9 @@ pub fn run(args: GenerateArgs) -> Result<()> {
 /// Submits the request to `server` and waits for the result.
 fn run_remote(server: &str, args: &GenerateArgs, request: &GenerateRequest) -> Result<()> {
     if args.init_latents.is_some() {
-        bail!("--init-latents is not supported with --server: the server draws its noise from the seed");
+        bail!(
+            "--init-latents is not supported with --server: the server draws its noise from the seed"
+        );
     }
     let mut body = serde_json::to_value(request).context("encoding the request")?;
     if let (Some(model), Some(obj)) = (&args.model, body.as_object_mut()) {
@@ -289,15 +290,23 @@ fn read_init_latents(path: &Path) -> Result<Tensor> {
     if !path.is_file() {
         bail!("--init-latents {}: no such file", path.display());
     }
-    let mut tensors = candle_core::safetensors::load(path, &Device::Cpu)
-        .with_context(|| format!("--init-latents {}: not a readable safetensors file", path.display()))?;
+    let mut tensors = candle_core::safetensors::load(path, &Device::Cpu).with_context(|| {
+        format!(
+            "--init-latents {}: not a readable safetensors file",
+            path.display()
+        )
+    })?;
     let Some(latents) = tensors.remove(INIT_LATENTS_TENSOR) else {
         let mut names: Vec<_> = tensors.keys().cloned().collect();
         names.sort();
         bail!(
             "--init-latents {}: no tensor named `{INIT_LATENTS_TENSOR}` (found: {})",
             path.display(),
-            if names.is_empty() { "none".to_string() } else { names.join(", ") }
+            if names.is_empty() {
+                "none".to_string()
+            } else {
+                names.join(", ")
+            }
         );
     };
     Ok(latents)

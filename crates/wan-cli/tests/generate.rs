@@ -119,8 +119,7 @@ fn same_seed_gives_bit_identical_output_and_the_seed_is_reported() {
             "--json",
         ]);
         assert!(out.status.success(), "{}", stderr(&out));
-        let summary: serde_json::Value =
-            serde_json::from_slice(&out.stdout).expect("JSON summary");
+        let summary: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON summary");
         assert_eq!(summary["seed"], 7);
         for stage in ["load", "encode", "denoise", "decode", "write", "total"] {
             assert!(summary["timings"][stage].as_f64().is_some(), "{stage}");
@@ -179,7 +178,15 @@ fn mp4_has_the_requested_frames_size_and_fps() {
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let probe = Command::new("ffprobe")
-        .args(["-v", "error", "-count_frames", "-of", "json", "-show_streams", "-show_format"])
+        .args([
+            "-v",
+            "error",
+            "-count_frames",
+            "-of",
+            "json",
+            "-show_streams",
+            "-show_format",
+        ])
         .arg(&output)
         .output();
     let Ok(probe) = probe else {
@@ -191,7 +198,10 @@ fn mp4_has_the_requested_frames_size_and_fps() {
     let stream = &info["streams"][0];
     assert_eq!(stream["codec_name"], "h264");
     assert_eq!(stream["pix_fmt"], "yuv420p");
-    assert_eq!((stream["width"].as_u64(), stream["height"].as_u64()), (Some(48), Some(32)));
+    assert_eq!(
+        (stream["width"].as_u64(), stream["height"].as_u64()),
+        (Some(48), Some(32))
+    );
     assert_eq!(stream["nb_read_frames"], "9");
     assert_eq!(stream["r_frame_rate"], "24/1");
     let tags = &info["format"]["tags"];
@@ -211,7 +221,10 @@ fn rejects(args: &[&str], needle: &str) {
     let out = wan(&all);
     let err = stderr(&out);
     assert!(!out.status.success(), "{args:?} should fail");
-    assert!(err.contains(needle), "{args:?}: {err:?} does not name {needle:?}");
+    assert!(
+        err.contains(needle),
+        "{args:?}: {err:?} does not name {needle:?}"
+    );
     assert!(!err.contains("panicked"), "{err}");
     assert!(!output.exists(), "{args:?} wrote an output");
 }
@@ -225,8 +238,14 @@ fn each_invalid_setting_is_named() {
         v
     };
     let cases: &[(&[&str], &str)] = &[
-        (&["--width", "50"], "--width: 50 is not allowed: use a multiple of 16"),
-        (&["--height", "20"], "--height: 20 is not allowed: use a multiple of 16"),
+        (
+            &["--width", "50"],
+            "--width: 50 is not allowed: use a multiple of 16",
+        ),
+        (
+            &["--height", "20"],
+            "--height: 20 is not allowed: use a multiple of 16",
+        ),
         (&["--frames", "6"], "--frames: 6 is not allowed: use 4k+1"),
         (&["--steps", "0"], "--steps: 0 is not allowed"),
         (&["--guidance", "-1"], "--guidance: -1 is not allowed"),
@@ -245,11 +264,20 @@ fn each_invalid_setting_is_named() {
 fn missing_model_prompt_output_folder_and_latents_are_named() {
     rejects(&["--model", "/no/such/model", "a cat"], "/no/such/model");
     rejects(&["--model", "not a repo id", "a cat"], "not a repo id");
-    rejects(&["--model", "Wan-AI/Not-In-The-Cache", "a cat"], "Wan-AI/Not-In-The-Cache");
+    rejects(
+        &["--model", "Wan-AI/Not-In-The-Cache", "a cat"],
+        "Wan-AI/Not-In-The-Cache",
+    );
     rejects(&["--model", &model()], "no prompt");
     rejects(&["--model", &model(), "   "], "prompt");
 
-    let out = wan(&["--model", &model(), "a cat", "--output", "/no/such/dir/out.mp4"]);
+    let out = wan(&[
+        "--model",
+        &model(),
+        "a cat",
+        "--output",
+        "/no/such/dir/out.mp4",
+    ]);
     assert!(!out.status.success());
     assert!(stderr(&out).contains("/no/such/dir"), "{}", stderr(&out));
     let out = wan(&["--model", &model(), "a cat", "--output", "clip.avi"]);
@@ -259,7 +287,13 @@ fn missing_model_prompt_output_folder_and_latents_are_named() {
     let dir = tempfile::tempdir().expect("tmp");
     let missing = dir.path().join("missing.safetensors");
     rejects(
-        &["--model", &model(), "a cat", "--init-latents", missing.to_str().expect("utf-8")],
+        &[
+            "--model",
+            &model(),
+            "a cat",
+            "--init-latents",
+            missing.to_str().expect("utf-8"),
+        ],
         "missing.safetensors: no such file",
     );
     let wrong_name = dir.path().join("noise.safetensors");
@@ -270,7 +304,13 @@ fn missing_model_prompt_output_folder_and_latents_are_named() {
     )
     .expect("save");
     rejects(
-        &["--model", &model(), "a cat", "--init-latents", wrong_name.to_str().expect("utf-8")],
+        &[
+            "--model",
+            &model(),
+            "a cat",
+            "--init-latents",
+            wrong_name.to_str().expect("utf-8"),
+        ],
         "no tensor named `latents` (found: noise)",
     );
     let wrong_shape = dir.path().join("latents.safetensors");

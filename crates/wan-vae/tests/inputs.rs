@@ -30,8 +30,7 @@ fn folder(dir: &Path, tensors: &HashMap<String, Tensor>) -> PathBuf {
 
 fn load_err(path: &Path) -> String {
     WanVae::from_path(path, DType::F32, &Device::Cpu)
-        .err()
-        .expect("must fail")
+        .expect_err("must fail")
         .to_string()
 }
 
@@ -85,9 +84,8 @@ fn wrong_shape_and_dtype_are_named() {
 fn half_precision_weights_load_and_decode_close_to_f32() {
     let dir = tempfile::tempdir().expect("tmp");
     let z = Tensor::randn(0f32, 1.0, (1, 16, 2, 3, 4), &Device::Cpu).expect("z");
-    let f32_out = WanVae::from_path(&tiny(), DType::F32, &Device::Cpu)
-        .and_then(|v| v.decode(&z))
-        .expect("f32");
+    let f32_vae = WanVae::from_path(&tiny(), DType::F32, &Device::Cpu).expect("f32 vae");
+    let f32_out = f32_vae.decode(&z).expect("f32");
     for dtype in [DType::F16, DType::BF16] {
         let tensors: HashMap<String, Tensor> = weights()
             .into_iter()
@@ -95,9 +93,8 @@ fn half_precision_weights_load_and_decode_close_to_f32() {
             .collect();
         let path = folder(&dir.path().join(format!("{dtype:?}")), &tensors);
         // Stored in half precision, computed in f32: only the weights' rounding differs.
-        let out = WanVae::from_path(&path, DType::F32, &Device::Cpu)
-            .and_then(|v| v.decode(&z))
-            .expect("half weights");
+        let vae = WanVae::from_path(&path, DType::F32, &Device::Cpu).expect("half weights");
+        let out = vae.decode(&z).expect("half-weight decode");
         let rel = ((&out - &f32_out).and_then(|d| d.sqr()?.sum_all()?.sqrt()))
             .and_then(|n| n.to_scalar::<f32>())
             .expect("norm")
@@ -115,8 +112,7 @@ fn bad_latents_and_frame_counts_are_named() {
     let dev = Device::Cpu;
     let err = vae
         .decode(&Tensor::zeros((1, 4, 2, 3, 4), DType::F32, &dev).expect("z"))
-        .err()
-        .expect("channels")
+        .expect_err("channels")
         .to_string();
     assert!(
         err.contains("4 channels") && err.contains("expected 16"),
@@ -124,14 +120,12 @@ fn bad_latents_and_frame_counts_are_named() {
     );
     let err = vae
         .decode(&Tensor::zeros((16, 2, 3, 4), DType::F32, &dev).expect("z"))
-        .err()
-        .expect("rank")
+        .expect_err("rank")
         .to_string();
     assert!(err.contains("5 dims"), "{err}");
     let err = vae
         .encode(&Tensor::zeros((1, 3, 6, 16, 16), DType::F32, &dev).expect("x"))
-        .err()
-        .expect("frames")
+        .expect_err("frames")
         .to_string();
     assert!(err.contains("6 frames") && err.contains("1 + 4k"), "{err}");
 }

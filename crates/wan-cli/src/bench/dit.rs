@@ -100,12 +100,19 @@ pub fn run(args: DitArgs) -> Result<()> {
         bail!("--layers must be at least 1");
     }
     if args.frames == 0 || !(args.frames - 1).is_multiple_of(4) {
-        bail!("--frames must be 1 + 4k (1, 5, 9, 13, 17, ...), got {}", args.frames);
+        bail!(
+            "--frames must be 1 + 4k (1, 5, 9, 13, 17, ...), got {}",
+            args.frames
+        );
     }
     let mut cfg = args.preset.config();
     cfg.num_layers = args.layers;
     let cell = args.preset.vae_factor() * cfg.patch_size[1];
-    if args.height == 0 || args.width == 0 || !args.height.is_multiple_of(cell) || !args.width.is_multiple_of(cell) {
+    if args.height == 0
+        || args.width == 0
+        || !args.height.is_multiple_of(cell)
+        || !args.width.is_multiple_of(cell)
+    {
         bail!(
             "--height and --width must be positive multiples of {cell} for preset {}, got {}x{}",
             args.preset.name(),
@@ -129,7 +136,8 @@ pub fn run(args: DitArgs) -> Result<()> {
     );
     let tokens = latent.2 * latent.3 / cfg.patch_size[1] * latent.4 / cfg.patch_size[2];
     let x = Tensor::randn(0f32, 1.0, latent, &device)?.to_dtype(dtype)?;
-    let text = Tensor::randn(0f32, 1.0, (1, args.text_len, cfg.text_dim), &device)?.to_dtype(dtype)?;
+    let text =
+        Tensor::randn(0f32, 1.0, (1, args.text_len, cfg.text_dim), &device)?.to_dtype(dtype)?;
     let t = Tensor::new(&[500f32], &device)?;
     let seconds = super::median_seconds(args.common.repeats, || {
         dit.forward(&x, &t, &text, None).context("forward")?;

@@ -29,9 +29,16 @@ pub struct VaeArgs {
 /// Runs the case.
 pub fn run(args: VaeArgs) -> Result<()> {
     if (args.frames == 0) || !(args.frames - 1).is_multiple_of(4) {
-        bail!("--frames must be 1 + 4k (1, 5, 9, 13, 17, ...), got {}", args.frames);
+        bail!(
+            "--frames must be 1 + 4k (1, 5, 9, 13, 17, ...), got {}",
+            args.frames
+        );
     }
-    if args.height == 0 || args.width == 0 || !args.height.is_multiple_of(8) || !args.width.is_multiple_of(8) {
+    if args.height == 0
+        || args.width == 0
+        || !args.height.is_multiple_of(8)
+        || !args.width.is_multiple_of(8)
+    {
         bail!(
             "--height and --width must be positive multiples of 8, got {}x{}",
             args.height,
@@ -41,10 +48,16 @@ pub fn run(args: VaeArgs) -> Result<()> {
     let device = Device::Cpu;
     let dtype = args.dtype.candle();
     let cfg = VaeConfig::wan21();
-    let vae = WanVae::load(wan_core::random_weights(dtype, &device), &cfg).context("building the Wan2.1 VAE with random weights")?;
+    let vae = WanVae::load(wan_core::random_weights(dtype, &device), &cfg)
+        .context("building the Wan2.1 VAE with random weights")?;
     let latent_frames = 1 + (args.frames - 1) / 4;
-    let z = Tensor::randn(0f32, 1.0, (1, 16, latent_frames, args.height / 8, args.width / 8), &device)?
-        .to_dtype(dtype)?;
+    let z = Tensor::randn(
+        0f32,
+        1.0,
+        (1, 16, latent_frames, args.height / 8, args.width / 8),
+        &device,
+    )?
+    .to_dtype(dtype)?;
     let seconds = super::median_seconds(args.common.repeats, || {
         vae.decode(&z).context("decoding")?;
         Ok(())
