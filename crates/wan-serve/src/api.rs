@@ -610,7 +610,7 @@ async fn cancel_video(State(service): State<Arc<Service>>, Path(id): Path<String
     }
     let job = service
         .store
-        .cancel(&id, unix_millis())
+        .cancel(&id, unix_millis(), &Service::end_webhook)
         .map_err(ApiError::internal)?
         .ok_or_else(|| ApiError::not_found("video", &id))?;
     match job.status {

@@ -32,5 +32,5 @@ pub use job::{JobError, JobRecord, JobStatus, JobTimings, VideoRequest, WebhookE
 pub use pipeline::PipelineGenerator;
 pub use server::{BackgroundServer, Server, open_generator, run_until_signal};
 pub use sqlite::SqliteStore;
-pub use store::{BatchRecord, Created, JobStore, Lease, NewJob, Outcome};
+pub use store::{BatchRecord, Created, EndWebhook, JobStore, Lease, NewJob, Outcome};
 pub use webhook::WebhookSigner;

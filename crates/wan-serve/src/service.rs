@@ -14,7 +14,7 @@ use crate::events::{EventHub, JobEvent};
 use crate::generator::{Generator, OutputPaths};
 use crate::job::{JobRecord, WebhookEvent, unix_millis};
 use crate::metrics::Metrics;
-use crate::store::{BatchRecord, JobStore};
+use crate::store::{BatchRecord, JobStore, NewDelivery};
 use crate::webhook::Webhooks;
 
 /// Everything the handlers and workers share.
@@ -133,11 +133,8 @@ impl Service {
         if let Some(url) = &job.webhook
             && job.webhook_events.contains(&event)
         {
-            let name = match (event, job.status) {
-                (WebhookEvent::Completed, status) => format!("video.{}", status.as_str()),
-                (other, _) => format!("video.{}", other.as_str()),
-            };
-            self.webhooks.send(url, &name, body);
+            self.webhooks
+                .send(url, &format!("video.{}", event.as_str()), body);
         }
     }
 
@@ -184,10 +181,28 @@ impl Service {
         });
     }
 
-    /// `job` ended (completed, failed or cancelled): final event, webhook, batch notification.
+    /// The delivery announcing `job`'s end, when it asked for one: handed to the store, which
+    /// queues it in the transaction that ends the job.
+    pub(crate) fn end_webhook(job: &JobRecord) -> Option<NewDelivery> {
+        let url = job.webhook.as_deref()?;
+        job.webhook_events
+            .contains(&WebhookEvent::Completed)
+            .then(|| {
+                Webhooks::delivery(
+                    url,
+                    &format!("video.{}", job.status.as_str()),
+                    &job.to_json(unix_millis()),
+                )
+            })
+    }
+
+    /// `job` ended (completed, failed or cancelled): final event, batch notification, and the
+    /// webhook dispatcher woken for the delivery the store queued with the end.
     pub(crate) fn job_ended(&self, job: &JobRecord) {
         let data = job.to_json(unix_millis());
-        self.webhook(job, WebhookEvent::Completed, &data);
+        if job.webhook.is_some() {
+            self.webhooks.wake();
+        }
         self.hub.publish(JobEvent {
             job_id: job.id.clone(),
             kind: "status",

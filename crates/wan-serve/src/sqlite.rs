@@ -10,8 +10,8 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use crate::error::{Error, Result};
 use crate::job::{JobError, JobRecord, JobStatus, WebhookEvent};
 use crate::store::{
-    BatchRecord, Created, DeliveryOutcome, JobStore, Lease, NewDelivery, NewJob, Outcome,
-    WebhookDelivery,
+    BatchRecord, Created, DeliveryOutcome, EndWebhook, JobStore, Lease, NewDelivery, NewJob,
+    Outcome, WebhookDelivery,
 };
 
 const SCHEMA: &str = "
@@ -204,6 +204,22 @@ impl SqliteStore {
 
     fn err(&self, e: rusqlite::Error) -> Error {
         db_err(&self.path, e)
+    }
+
+    /// Queues the delivery `on_end` builds for `rec` when `rec` has ended.
+    fn queue_end_webhook(
+        &self,
+        conn: &Connection,
+        rec: &JobRecord,
+        on_end: EndWebhook<'_>,
+        now: i64,
+    ) -> Result<()> {
+        if rec.status.is_terminal()
+            && let Some(delivery) = on_end(rec)
+        {
+            insert_delivery(conn, &delivery, now).map_err(|e| self.err(e))?;
+        }
+        Ok(())
     }
 
     fn get_locked(&self, conn: &Connection, id: &str) -> Result<Option<JobRecord>> {
@@ -482,28 +498,30 @@ impl JobStore for SqliteStore {
         worker: &str,
         outcome: Outcome,
         now: i64,
+        on_end: EndWebhook<'_>,
     ) -> Result<Option<JobRecord>> {
-        let conn = self.lock();
+        let mut conn = self.lock();
+        let tx = conn.transaction().map_err(|e| self.err(e))?;
         let changed = match outcome {
-            Outcome::Completed(timings) => conn.execute(
+            Outcome::Completed(timings) => tx.execute(
                 "UPDATE jobs SET status = 'completed', completed_at = ?3, progress = 100, \
                  step = total_steps, timings = ?4, lease_owner = NULL, lease_until = NULL \
                  WHERE id = ?1 AND lease_owner = ?2 AND status = 'in_progress'",
                 params![id, worker, now, to_json(&timings)?],
             ),
-            Outcome::Failed(err) => conn.execute(
+            Outcome::Failed(err) => tx.execute(
                 "UPDATE jobs SET status = 'failed', completed_at = ?3, error_code = ?4, \
                  error_message = ?5, lease_owner = NULL, lease_until = NULL \
                  WHERE id = ?1 AND lease_owner = ?2 AND status = 'in_progress'",
                 params![id, worker, now, err.code, err.message],
             ),
-            Outcome::Cancelled => conn.execute(
+            Outcome::Cancelled => tx.execute(
                 "UPDATE jobs SET status = 'cancelled', completed_at = ?3, \
                  lease_owner = NULL, lease_until = NULL \
                  WHERE id = ?1 AND lease_owner = ?2 AND status = 'in_progress'",
                 params![id, worker, now],
             ),
-            Outcome::Requeue => conn.execute(
+            Outcome::Requeue => tx.execute(
                 "UPDATE jobs SET status = 'queued', attempts = MAX(attempts - 1, 0), \
                  started_at = NULL, step = 0, progress = 0, lease_owner = NULL, \
                  lease_until = NULL \
@@ -515,23 +533,37 @@ impl JobStore for SqliteStore {
         if changed == 0 {
             return Ok(None);
         }
-        self.get_locked(&conn, id)
+        let rec = self.get_locked(&tx, id)?;
+        if let Some(rec) = &rec {
+            self.queue_end_webhook(&tx, rec, on_end, now)?;
+        }
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(rec)
     }
 
-    fn cancel(&self, id: &str, now: i64) -> Result<Option<JobRecord>> {
-        let conn = self.lock();
-        conn.execute(
-            "UPDATE jobs SET status = 'cancelled', completed_at = ?2 \
-             WHERE id = ?1 AND status = 'queued'",
-            params![id, now],
-        )
-        .map_err(|e| self.err(e))?;
-        conn.execute(
+    fn cancel(&self, id: &str, now: i64, on_end: EndWebhook<'_>) -> Result<Option<JobRecord>> {
+        let mut conn = self.lock();
+        let tx = conn.transaction().map_err(|e| self.err(e))?;
+        let cancelled_queued = tx
+            .execute(
+                "UPDATE jobs SET status = 'cancelled', completed_at = ?2 \
+                 WHERE id = ?1 AND status = 'queued'",
+                params![id, now],
+            )
+            .map_err(|e| self.err(e))?;
+        tx.execute(
             "UPDATE jobs SET cancel_requested = 1 WHERE id = ?1 AND status = 'in_progress'",
             params![id],
         )
         .map_err(|e| self.err(e))?;
-        self.get_locked(&conn, id)
+        let rec = self.get_locked(&tx, id)?;
+        if let Some(rec) = &rec
+            && cancelled_queued == 1
+        {
+            self.queue_end_webhook(&tx, rec, on_end, now)?;
+        }
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(rec)
     }
 
     fn delete(&self, id: &str) -> Result<Option<std::result::Result<JobRecord, JobRecord>>> {
@@ -550,7 +582,12 @@ impl JobStore for SqliteStore {
         Ok(Some(Ok(rec)))
     }
 
-    fn reap_expired(&self, now: i64, max_attempts: u32) -> Result<Vec<JobRecord>> {
+    fn reap_expired(
+        &self,
+        now: i64,
+        max_attempts: u32,
+        on_end: EndWebhook<'_>,
+    ) -> Result<Vec<JobRecord>> {
         let mut conn = self.lock();
         let tx = conn.transaction().map_err(|e| self.err(e))?;
         let expired = {
@@ -567,6 +604,7 @@ impl JobStore for SqliteStore {
             .collect::<rusqlite::Result<Vec<_>>>()
             .map_err(|e| self.err(e))?
         };
+        let mut changed = Vec::with_capacity(expired.len());
         for (id, attempts) in &expired {
             if *attempts >= max_attempts {
                 tx.execute(
@@ -591,12 +629,13 @@ impl JobStore for SqliteStore {
                 )
                 .map_err(|e| self.err(e))?;
             }
+            if let Some(rec) = self.get_locked(&tx, id)? {
+                self.queue_end_webhook(&tx, &rec, on_end, now)?;
+                changed.push(rec);
+            }
         }
         tx.commit().map_err(|e| self.err(e))?;
-        expired
-            .iter()
-            .filter_map(|(id, _)| self.get_locked(&conn, id).transpose())
-            .collect()
+        Ok(changed)
     }
 
     fn expire_all_leases(&self) -> Result<usize> {
@@ -795,7 +834,7 @@ mod tests {
         let a = s.get("a").expect("get").expect("a");
         assert_eq!(a.status, JobStatus::InProgress);
         assert_eq!(s.expire_all_leases().expect("expire"), 1);
-        let reaped = s.reap_expired(6, 3).expect("reap");
+        let reaped = s.reap_expired(6, 3, &no_hook).expect("reap");
         assert_eq!(reaped[0].status, JobStatus::Queued);
         let again = s.claim("w2", 7, 1000).expect("claim").expect("job");
         assert_eq!((again.id.as_str(), again.attempts), ("a", 2));
@@ -813,20 +852,26 @@ mod tests {
             }
         );
         assert!(
-            s.reap_expired(120, 2).expect("reap").is_empty(),
+            s.reap_expired(120, 2, &no_hook).expect("reap").is_empty(),
             "renewed lease"
         );
-        let reaped = s.reap_expired(151, 2).expect("reap");
+        let reaped = s.reap_expired(151, 2, &no_hook).expect("reap");
         assert_eq!(reaped[0].status, JobStatus::Queued);
         assert_eq!(s.heartbeat("a", "w", 152, 100).expect("hb"), Lease::Lost);
         assert!(
-            s.finish("a", "w", Outcome::Completed(JobTimings::default()), 153)
-                .expect("finish")
-                .is_none(),
+            s.finish(
+                "a",
+                "w",
+                Outcome::Completed(JobTimings::default()),
+                153,
+                &no_hook
+            )
+            .expect("finish")
+            .is_none(),
             "a worker that lost its lease cannot finish the job"
         );
         s.claim("w2", 200, 100).expect("claim").expect("job");
-        let reaped = s.reap_expired(301, 2).expect("reap");
+        let reaped = s.reap_expired(301, 2, &no_hook).expect("reap");
         let failed = &reaped[0];
         assert_eq!(failed.status, JobStatus::Failed);
         let err = failed.error.as_ref().expect("reason");
@@ -840,9 +885,9 @@ mod tests {
         s.create(new_job("a", 0, 1)).expect("a");
         s.create(new_job("b", 0, 2)).expect("b");
         s.claim("w", 3, 1000).expect("claim");
-        let b = s.cancel("b", 4).expect("cancel").expect("b");
+        let b = s.cancel("b", 4, &no_hook).expect("cancel").expect("b");
         assert_eq!(b.status, JobStatus::Cancelled);
-        let a = s.cancel("a", 4).expect("cancel").expect("a");
+        let a = s.cancel("a", 4, &no_hook).expect("cancel").expect("a");
         assert_eq!(
             (a.status, a.cancel_requested),
             (JobStatus::InProgress, true)
@@ -854,11 +899,11 @@ mod tests {
             }
         );
         let a = s
-            .finish("a", "w", Outcome::Cancelled, 6)
+            .finish("a", "w", Outcome::Cancelled, 6, &no_hook)
             .expect("finish")
             .expect("a");
         assert_eq!(a.status, JobStatus::Cancelled);
-        assert!(s.cancel("zzz", 7).expect("cancel").is_none());
+        assert!(s.cancel("zzz", 7, &no_hook).expect("cancel").is_none());
     }
 
     #[test]
@@ -868,7 +913,7 @@ mod tests {
         s.claim("w", 2, 1000).expect("claim");
         s.set_progress("a", "w", 2, 4, 45).expect("progress");
         let a = s
-            .finish("a", "w", Outcome::Requeue, 3)
+            .finish("a", "w", Outcome::Requeue, 3, &no_hook)
             .expect("finish")
             .expect("a");
         assert_eq!((a.status, a.attempts, a.step), (JobStatus::Queued, 0, 0));
@@ -903,7 +948,7 @@ mod tests {
         for (i, id) in ["a", "b", "c", "d"].iter().enumerate() {
             s.create(new_job(id, 0, i as i64)).expect("create");
         }
-        s.cancel("c", 9).expect("cancel");
+        s.cancel("c", 9, &no_hook).expect("cancel");
         let ids = |v: Vec<JobRecord>| v.into_iter().map(|j| j.id).collect::<Vec<_>>();
         assert_eq!(
             ids(s.list(None, 2, None).expect("list").expect("some")),
@@ -933,8 +978,8 @@ mod tests {
             .expect("batch");
         assert_eq!(batch.job_ids, ["a", "b"]);
         assert!(!batch.is_done());
-        s.cancel("a", 2).expect("cancel");
-        s.cancel("b", 2).expect("cancel");
+        s.cancel("a", 2, &no_hook).expect("cancel");
+        s.cancel("b", 2, &no_hook).expect("cancel");
         let batch = s.batch("batch_1").expect("batch").expect("some");
         assert!(batch.is_done());
         assert_eq!(batch.counts[&JobStatus::Cancelled], 2);
@@ -945,6 +990,60 @@ mod tests {
             s.claim_webhooks(3, 1000, 10).expect("claim").len(),
             1,
             "queued once"
+        );
+    }
+
+    fn no_hook(_: &JobRecord) -> Option<NewDelivery> {
+        None
+    }
+
+    fn hook_for_every_end(job: &JobRecord) -> Option<NewDelivery> {
+        Some(NewDelivery {
+            msg_id: format!("end_{}", job.id),
+            event: format!("video.{}", job.status.as_str()),
+            ..delivery("unused")
+        })
+    }
+
+    #[test]
+    fn a_job_end_and_its_webhook_are_queued_together() {
+        let (_dir, s) = store();
+        for id in ["a", "b", "c", "d"] {
+            s.create(new_job(id, 0, 1)).expect("create");
+        }
+        s.claim("w", 2, 100).expect("claim").expect("a");
+        s.finish("a", "w", Outcome::Requeue, 3, &hook_for_every_end)
+            .expect("requeue");
+        s.claim("w", 4, 100).expect("claim").expect("a");
+        s.finish(
+            "a",
+            "w",
+            Outcome::Completed(JobTimings::default()),
+            5,
+            &hook_for_every_end,
+        )
+        .expect("finish");
+        s.cancel("b", 6, &hook_for_every_end)
+            .expect("cancel queued");
+        s.claim("w", 7, 100).expect("claim").expect("c");
+        s.cancel("c", 8, &hook_for_every_end).expect("flag running");
+        s.reap_expired(500, 1, &hook_for_every_end).expect("reap");
+        let mut events: Vec<(String, String)> = s
+            .claim_webhooks(1000, 1000, 10)
+            .expect("claim")
+            .into_iter()
+            .map(|d| (d.msg_id, d.event))
+            .collect();
+        events.sort();
+        let want = [
+            ("end_a", "video.completed"),
+            ("end_b", "video.cancelled"),
+            ("end_c", "video.failed"),
+        ];
+        assert_eq!(
+            events,
+            want.map(|(m, e)| (m.to_string(), e.to_string())),
+            "one delivery per ended job; none for the requeue, the flag or the queued job d"
         );
     }
 

@@ -126,6 +126,12 @@ pub enum DeliveryOutcome {
     GaveUp,
 }
 
+/// Builds the webhook delivery that announces a job's end, when the job asked for one.
+///
+/// The store calls it inside the transaction that ends the job and queues what it returns
+/// there, so a crash can never record the end without its webhook (or the reverse).
+pub type EndWebhook<'a> = &'a dyn Fn(&JobRecord) -> Option<NewDelivery>;
+
 /// A durable job queue, with the outbox of its webhook deliveries.
 pub trait JobStore: Send + Sync {
     /// Inserts a job, or finds the one created earlier with the same idempotency key.
@@ -163,23 +169,32 @@ pub trait JobStore: Send + Sync {
         progress: u32,
     ) -> Result<()>;
     /// Ends `worker`'s attempt on job `id`. Returns the updated job, or `None` when the worker
-    /// no longer holds it.
+    /// no longer holds it. When the job ended, the delivery `on_end` builds for it is queued in
+    /// the same transaction.
     fn finish(
         &self,
         id: &str,
         worker: &str,
         outcome: Outcome,
         now: i64,
+        on_end: EndWebhook<'_>,
     ) -> Result<Option<JobRecord>>;
-    /// Cancels a job: a queued one at once; a running one is flagged and stops between steps.
-    /// Returns the updated job, `None` for an unknown id.
-    fn cancel(&self, id: &str, now: i64) -> Result<Option<JobRecord>>;
+    /// Cancels a job: a queued one at once (queuing `on_end`'s delivery in the same
+    /// transaction); a running one is flagged and stops between steps. Returns the updated job,
+    /// `None` for an unknown id.
+    fn cancel(&self, id: &str, now: i64, on_end: EndWebhook<'_>) -> Result<Option<JobRecord>>;
     /// Removes a job that is not running. `Ok(None)` for an unknown id; the job back unchanged
     /// (`Err` side of the inner result) when it is running.
     fn delete(&self, id: &str) -> Result<Option<std::result::Result<JobRecord, JobRecord>>>;
     /// Takes back running jobs whose lease expired: queued again, or failed with reason
-    /// `worker_lost` once they used `max_attempts` attempts. Returns the jobs it changed.
-    fn reap_expired(&self, now: i64, max_attempts: u32) -> Result<Vec<JobRecord>>;
+    /// `worker_lost` once they used `max_attempts` attempts (queuing `on_end`'s delivery for
+    /// each in the same transaction). Returns the jobs it changed.
+    fn reap_expired(
+        &self,
+        now: i64,
+        max_attempts: u32,
+        on_end: EndWebhook<'_>,
+    ) -> Result<Vec<JobRecord>>;
     /// Expires every lease at once; used at start-up by a server that owns the database alone,
     /// so that jobs of a previous process that died are taken back without waiting.
     fn expire_all_leases(&self) -> Result<usize>;

@@ -37,10 +37,11 @@ fn lease_ms(service: &Service) -> i64 {
 
 fn run(service: &Service, worker: &str) {
     while !service.shutting_down() {
-        match service
-            .store
-            .reap_expired(unix_millis(), service.config.max_attempts)
-        {
+        match service.store.reap_expired(
+            unix_millis(),
+            service.config.max_attempts,
+            &Service::end_webhook,
+        ) {
             Ok(changed) => {
                 for job in changed {
                     if job.status.is_terminal() {
@@ -265,10 +266,13 @@ fn run_job(service: &Service, worker: &str, job: JobRecord) {
             tracing::warn!("removing {}: {e}", dir.display());
         }
     }
-    match service
-        .store
-        .finish(&job.id, worker, outcome, unix_millis())
-    {
+    match service.store.finish(
+        &job.id,
+        worker,
+        outcome,
+        unix_millis(),
+        &Service::end_webhook,
+    ) {
         Ok(Some(rec)) if rec.status.is_terminal() => service.job_ended(&rec),
         Ok(Some(rec)) => service.job_changed(&rec),
         Ok(None) => tracing::warn!("job {}: {worker} no longer held it at the end", job.id),
