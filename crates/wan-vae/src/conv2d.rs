@@ -1,35 +1,62 @@
-//! Stride-1 2D convolution as im2col + one matrix product per band of output rows.
+//! Stride-1 2D convolution over video frames as im2col + GEMM, written straight into the output.
 //!
 //! candle's CPU `conv2d` spends most of its time rearranging data at the VAE's large spatial
-//! sizes (about a quarter of its matrix-product speed at 128x128). Here each kernel tap of a band
-//! of rows is a strided copy of the padded input, the taps are stacked into a
-//! `[C * kh * kw, rows * W]` matrix, and the weight `[O, C * kh * kw]` multiplies it in one GEMM. Bands bound the
-//! im2col buffer, so memory does not grow with the frame size.
+//! sizes (about a quarter of its matrix-product speed at 128x128), and building the causal 3D
+//! convolution from tensor ops (concatenating history, padding, stacking the taps) copies every
+//! activation several times. Here one pass gathers a band of output rows' input patches from the
+//! source frames (zeros stand for the padding and for missing frames) into a
+//! `[taps * C * kh * kw, rows * W]` matrix, and one GEMM multiplies the weight
+//! `[O, taps * C * kh * kw]` with it into the output, whose rows were first set to the bias. Bands
+//! bound the im2col buffer, so memory does not grow with the frame size.
+//!
+//! The arithmetic is f32 whatever the activations' dtype: half-precision inputs are widened and
+//! the result is narrowed back.
 
-use candle_core::{Result, Tensor};
+use candle_core::{CpuStorage, DType, Device, Result, Storage, Tensor};
+use rayon::prelude::*;
 
-/// Elements of the im2col buffer of one band (16 MiB in f32: under glibc's largest mmap threshold, so the buffers are reused rather than faulted in afresh).
+/// Elements of the im2col buffer of one band (16 MiB in f32).
 const BAND_ELEMS: usize = 4 << 20;
 
-/// A 2D convolution with stride 1 and equal zero padding on every side.
+/// A 2D convolution with stride 1 and equal zero padding on every side, whose input channels may
+/// come in `taps` blocks from different frames (the temporal taps of a 3D convolution).
 #[derive(Debug, Clone)]
 pub struct Conv2d {
-    /// `[O, C * kh * kw]`, taps in `(c, ky, kx)` order.
-    weight: Tensor,
-    /// `[1, O, 1, 1]`.
-    bias: Option<Tensor>,
+    /// `[O, C * kh * kw]` in f32, taps in `(c, ky, kx)` order.
+    weight: Vec<f32>,
+    /// `[O]` in f32.
+    bias: Option<Vec<f32>>,
+    out_channels: usize,
     in_channels: usize,
     kernel: (usize, usize),
     padding: usize,
+}
+
+/// The geometry of one convolution call: input frames `[C, H, W]`, output frames `[O, Ho, Wo]`.
+#[derive(Debug, Clone, Copy)]
+struct Frame {
+    c: usize,
+    h: usize,
+    w: usize,
+    ho: usize,
+    wo: usize,
 }
 
 impl Conv2d {
     /// Wraps a weight `[O, C, kh, kw]` and an optional bias `[O]`.
     pub fn new(weight: &Tensor, bias: Option<&Tensor>, padding: usize) -> Result<Self> {
         let (o, c, kh, kw) = weight.dims4()?;
+        let to_vec = |t: &Tensor| t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>();
+        let bias = bias.map(to_vec).transpose()?;
+        if let Some(b) = &bias
+            && b.len() != o
+        {
+            candle_core::bail!("conv2d bias has {} values for {o} output channels", b.len());
+        }
         Ok(Self {
-            weight: weight.reshape((o, c * kh * kw))?.contiguous()?,
-            bias: bias.map(|b| b.reshape((1, o, 1, 1))).transpose()?,
+            weight: to_vec(weight)?,
+            bias,
+            out_channels: o,
             in_channels: c,
             kernel: (kh, kw),
             padding,
@@ -38,53 +65,195 @@ impl Conv2d {
 
     /// Convolves `x` `[N, C, H, W]` into `[N, O, H + 2p - kh + 1, W + 2p - kw + 1]`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let (n, c, h, w) = x.dims4()?;
+        let (n, _, _, _) = x.dims4()?;
+        let sources: Vec<Option<(usize, usize)>> = (0..n).map(|i| Some((0, i))).collect();
+        self.forward_frames(&[x], &sources, 1)
+    }
+
+    /// Convolves frames gathered from several tensors.
+    ///
+    /// Each of `inputs` is `[N_i, C / taps, H, W]` (all with the same frame shape and device).
+    /// Output frame `f` reads its `k`-th block of `C / taps` input channels from the frame
+    /// `sources[f * taps + k]`, given as `(input index, frame index)`, or zeros for `None`.
+    /// Returns `[sources.len() / taps, O, Ho, Wo]` in the dtype of the first input.
+    pub fn forward_frames(
+        &self,
+        inputs: &[&Tensor],
+        sources: &[Option<(usize, usize)>],
+        taps: usize,
+    ) -> Result<Tensor> {
+        let first = inputs
+            .first()
+            .ok_or_else(|| candle_core::Error::Msg("conv2d got no input".into()))?;
+        let (_, c, h, w) = first.dims4()?;
         let (kh, kw) = self.kernel;
         let p = self.padding;
-        if c != self.in_channels || h + 2 * p < kh || w + 2 * p < kw {
+        if taps == 0
+            || c * taps != self.in_channels
+            || h + 2 * p < kh
+            || w + 2 * p < kw
+            || !sources.len().is_multiple_of(taps)
+        {
             candle_core::bail!(
-                "conv2d with {} input channels and a {kh}x{kw} kernel (padding {p}) got input {:?}",
+                "conv2d with {} input channels and a {kh}x{kw} kernel (padding {p}) got input {:?} in {taps} taps",
                 self.in_channels,
-                x.dims()
+                first.dims()
             );
         }
-        let (ho, wo) = (h + 2 * p + 1 - kh, w + 2 * p + 1 - kw);
-        let x = x.to_dtype(self.weight.dtype())?;
-        let padded = if p > 0 {
-            x.pad_with_zeros(2, p, p)?.pad_with_zeros(3, p, p)?
-        } else {
-            x
+        let dtype = first.dtype();
+        let device = first.device().clone();
+        if !matches!(device, Device::Cpu) {
+            candle_core::bail!("the VAE's convolution runs on the CPU only");
+        }
+        let inputs = inputs
+            .iter()
+            .map(|t| {
+                if t.dims()[1..] != [c, h, w] {
+                    candle_core::bail!(
+                        "conv2d inputs differ in shape: {:?} and {:?}",
+                        first.dims(),
+                        t.dims()
+                    );
+                }
+                t.to_dtype(DType::F32)?.contiguous()
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let guards: Vec<_> = inputs.iter().map(|t| t.storage_and_layout()).collect();
+        let mut slices = Vec::with_capacity(guards.len());
+        for (storage, layout) in &guards {
+            let Storage::Cpu(CpuStorage::F32(data)) = &**storage else {
+                candle_core::bail!("conv2d input is not f32 on the CPU");
+            };
+            let start = layout.start_offset();
+            slices.push(&data[start..start + layout.shape().elem_count()]);
+        }
+        let frame = Frame {
+            c,
+            h,
+            w,
+            ho: h + 2 * p + 1 - kh,
+            wo: w + 2 * p + 1 - kw,
         };
-        let taps = kh * kw;
-        let rows_per_band = (BAND_ELEMS / (c * taps * wo).max(1)).clamp(1, ho);
-        let o = self.weight.dim(0)?;
-        let mut frames = Vec::with_capacity(n);
-        for i in 0..n {
-            let frame = padded.get(i)?;
-            let mut bands = Vec::with_capacity(ho.div_ceil(rows_per_band));
-            for r0 in (0..ho).step_by(rows_per_band) {
-                let rows = rows_per_band.min(ho - r0);
-                let cols = if taps == 1 {
-                    frame.narrow(1, r0, rows)?.contiguous()?
-                } else {
-                    let mut shifted = Vec::with_capacity(taps);
-                    for ky in 0..kh {
-                        for kx in 0..kw {
-                            shifted.push(frame.narrow(1, r0 + ky, rows)?.narrow(2, kx, wo)?);
-                        }
-                    }
-                    Tensor::stack(&shifted, 1)?
-                };
-                let y = self.weight.matmul(&cols.reshape((c * taps, rows * wo))?)?;
-                bands.push(y.reshape((o, rows, wo))?);
+        let frame_len = c * h * w;
+        let mut frames = Vec::with_capacity(sources.len());
+        for source in sources {
+            frames.push(match *source {
+                None => None,
+                Some((i, f)) => {
+                    let data = slices.get(i).ok_or_else(|| {
+                        candle_core::Error::Msg(format!("conv2d source names input {i}"))
+                    })?;
+                    Some(
+                        data.get(f * frame_len..(f + 1) * frame_len)
+                            .ok_or_else(|| {
+                                candle_core::Error::Msg(format!(
+                                    "conv2d source names frame {f} of input {i}"
+                                ))
+                            })?,
+                    )
+                }
+            });
+        }
+        let n_out = sources.len() / taps;
+        let out = self.convolve(&frames, taps, frame);
+        drop(guards);
+        Tensor::from_vec(out, (n_out, self.out_channels, frame.ho, frame.wo), &device)?
+            .to_dtype(dtype)
+    }
+
+    /// The convolution proper: `frames` holds `taps` source frames per output frame.
+    fn convolve(&self, frames: &[Option<&[f32]>], taps: usize, f: Frame) -> Vec<f32> {
+        let (kh, kw) = self.kernel;
+        let o = self.out_channels;
+        let k_len = taps * f.c * kh * kw;
+        let out_len = o * f.ho * f.wo;
+        let n_out = frames.len() / taps;
+        let mut out = vec![0f32; n_out * out_len];
+        if let Some(bias) = &self.bias {
+            for (plane, b) in out.chunks_exact_mut(f.ho * f.wo).zip(bias.iter().cycle()) {
+                plane.fill(*b);
             }
-            frames.push(Tensor::cat(&bands, 1)?);
         }
-        let y = Tensor::stack(&frames, 0)?;
-        match &self.bias {
-            Some(b) => y.broadcast_add(b),
-            None => Ok(y),
+        let rows_per_band = (BAND_ELEMS / (k_len * f.wo).max(1)).clamp(1, f.ho);
+        let mut cols = vec![0f32; k_len * rows_per_band * f.wo];
+        for (i, out_frame) in out.chunks_exact_mut(out_len).enumerate() {
+            let sources = &frames[i * taps..(i + 1) * taps];
+            for r0 in (0..f.ho).step_by(rows_per_band) {
+                let rows = rows_per_band.min(f.ho - r0);
+                let n = rows * f.wo;
+                let cols = &mut cols[..k_len * n];
+                self.gather(sources, f, r0, rows, cols);
+                let dst = &mut out_frame[r0 * f.wo..];
+                // SAFETY: `dst` holds rows `r0..` of all `o` planes of `ho * wo` values: the
+                // `o x n` destination at row stride `ho * wo` ends at `(o - 1) * ho * wo + r0 * wo
+                // + n <= o * ho * wo` from the frame start. `self.weight` is `o x k_len` row-major
+                // and `cols` is `k_len x n` row-major; none of them overlap.
+                unsafe {
+                    gemm::gemm(
+                        o,
+                        n,
+                        k_len,
+                        dst.as_mut_ptr(),
+                        1,
+                        (f.ho * f.wo) as isize,
+                        self.bias.is_some(),
+                        self.weight.as_ptr(),
+                        1,
+                        k_len as isize,
+                        cols.as_ptr(),
+                        1,
+                        n as isize,
+                        1.0,
+                        1.0,
+                        false,
+                        false,
+                        false,
+                        gemm::Parallelism::Rayon(rayon::current_num_threads()),
+                    );
+                }
+            }
         }
+        out
+    }
+
+    /// Fills `cols` (`[taps * C * kh * kw, rows * Wo]`) with the input patches of output rows
+    /// `r0..r0 + rows`.
+    fn gather(
+        &self,
+        sources: &[Option<&[f32]>],
+        f: Frame,
+        r0: usize,
+        rows: usize,
+        cols: &mut [f32],
+    ) {
+        let (kh, kw) = self.kernel;
+        let p = self.padding;
+        let n = rows * f.wo;
+        cols.par_chunks_mut(n).enumerate().for_each(|(row, dst)| {
+            let kx = row % kw;
+            let ky = (row / kw) % kh;
+            let ch = (row / (kw * kh)) % f.c;
+            let tap = row / (kw * kh * f.c);
+            let Some(src) = sources[tap] else {
+                dst.fill(0.0);
+                return;
+            };
+            let plane = &src[ch * f.h * f.w..(ch + 1) * f.h * f.w];
+            // Output columns whose input column `ox + kx - p` lies inside the frame.
+            let x_lo = p.saturating_sub(kx).min(f.wo);
+            let x_hi = (f.w + p).saturating_sub(kx).min(f.wo).max(x_lo);
+            for (r, line) in dst.chunks_exact_mut(f.wo).enumerate() {
+                let y = r0 + r + ky;
+                if y < p || y - p >= f.h {
+                    line.fill(0.0);
+                    continue;
+                }
+                let src_row = &plane[(y - p) * f.w..(y - p + 1) * f.w];
+                line[..x_lo].fill(0.0);
+                line[x_lo..x_hi].copy_from_slice(&src_row[x_lo + kx - p..x_hi + kx - p]);
+                line[x_hi..].fill(0.0);
+            }
+        });
     }
 }
 
@@ -93,6 +262,12 @@ mod tests {
     use candle_core::{Device, Tensor};
 
     use super::*;
+
+    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+        (a - b)
+            .and_then(|d| d.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>())
+            .expect("diff")
+    }
 
     #[test]
     fn matches_candle_conv2d_across_bands() {
@@ -108,11 +283,43 @@ mod tests {
             let conv = Conv2d::new(&wt, Some(&b), p).expect("conv");
             let got = conv.forward(&x).expect("ours");
             assert_eq!(got.dims(), want.dims());
-            let d = (got - want)
-                .and_then(|d| d.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>())
-                .expect("diff");
+            let d = max_diff(&got, &want);
             assert!(d < 1e-4, "k{k} p{p}: max |diff| {d}");
+            let unbiased = Conv2d::new(&wt, None, p).expect("conv");
+            let want = x.conv2d(&wt, p, 1, 1, 1).expect("candle");
+            let d = max_diff(&unbiased.forward(&x).expect("ours"), &want);
+            assert!(d < 1e-4, "k{k} p{p} without bias: max |diff| {d}");
         }
+    }
+
+    #[test]
+    fn taps_from_several_inputs_and_zero_frames() {
+        let dev = Device::Cpu;
+        let (c, o) = (3, 4);
+        let a = Tensor::randn(0f32, 1.0, (2, c, 5, 6), &dev).expect("a");
+        let b = Tensor::randn(0f32, 1.0, (1, c, 5, 6), &dev).expect("b");
+        let wt = Tensor::randn(0f32, 1.0, (o, 2 * c, 3, 3), &dev).expect("w");
+        let conv = Conv2d::new(&wt, None, 1).expect("conv");
+        // Output 0: [zeros, a1]; output 1: [a0, b0].
+        let sources = [None, Some((0, 1)), Some((0, 0)), Some((1, 0))];
+        let got = conv.forward_frames(&[&a, &b], &sources, 2).expect("ours");
+        let zeros = a.get(0).and_then(|f| f.zeros_like()).expect("zeros");
+        let stacked = |x: &Tensor, y: &Tensor| {
+            Tensor::cat(&[x, y], 0)
+                .and_then(|t| t.unsqueeze(0))
+                .expect("cat")
+        };
+        let input = Tensor::cat(
+            &[
+                stacked(&zeros, &a.get(1).expect("a1")),
+                stacked(&a.get(0).expect("a0"), &b.get(0).expect("b0")),
+            ],
+            0,
+        )
+        .expect("input");
+        let want = input.conv2d(&wt, 1, 1, 1, 1).expect("candle");
+        let d = max_diff(&got, &want);
+        assert!(d < 1e-4, "max |diff| {d}");
     }
 
     #[test]

@@ -1,10 +1,11 @@
-//! The causal 3D convolution of the Wan-VAE, built on candle's conv2d, and the frame cache that lets
+//! The causal 3D convolution of the Wan-VAE, built on the fused [`Conv2d`], and the frame cache that lets
 //! a video stream through it chunk by chunk.
 //!
 //! Activations inside the VAE are laid out frames-first, `[B, T, C, H, W]`, so that folding frames
 //! into the batch for conv2d is a free reshape. A kernel with `kt` temporal taps becomes one conv2d
-//! over `kt * C` input channels: the taps' frames are concatenated along channels and the weight
-//! `[O, C, kt, kh, kw]` is reordered to `[O, kt * C, kh, kw]` once at load time.
+//! over `kt * C` input channels, each block of `C` read from its own frame (a cached history
+//! frame, a frame of the chunk, or zeros for the causal padding) without copying the frames
+//! together; the weight `[O, C, kt, kh, kw]` is reordered to `[O, kt * C, kh, kw]` at load time.
 
 use candle_core::{IndexOp, Result, Tensor};
 use candle_nn::VarBuilder;
@@ -117,25 +118,35 @@ impl CausalConv3d {
 
     /// Convolves `x` `[B, T, C, H, W]`, preceded by `history` frames when the layer pads in time.
     pub fn forward(&self, x: &Tensor, history: Option<&Tensor>) -> Result<Tensor> {
-        let (b, _, c, _, _) = x.dims5()?;
+        let (b, t, c, h, w) = x.dims5()?;
         if c != self.in_channels {
             candle_core::bail!(
                 "causal conv3d expects {} input channels, got {c}",
                 self.in_channels
             );
         }
-        let mut x = x.clone();
-        let mut pad = self.front_pad;
-        if pad > 0 {
-            if let Some(h) = history {
-                x = Tensor::cat(&[h, &x], 1)?;
-                pad = pad.saturating_sub(h.dim(1)?);
+        // The padded frame sequence of each batch item, as (input, frame) sources for the conv:
+        // zero frames, then the history frames (input 1), then the chunk's frames (input 0).
+        let history = match history {
+            Some(hist) if self.front_pad > 0 => Some(hist),
+            _ => None,
+        };
+        let hist_t = match history {
+            Some(hist) => {
+                let (hb, ht, hc, hh, hw) = hist.dims5()?;
+                if (hb, hc, hh, hw) != (b, c, h, w) {
+                    candle_core::bail!(
+                        "causal conv3d history {:?} does not match its chunk {:?}",
+                        hist.dims(),
+                        x.dims()
+                    );
+                }
+                ht.min(self.front_pad)
             }
-            if pad > 0 {
-                x = x.pad_with_zeros(1, pad, 0)?;
-            }
-        }
-        let t_in = x.dim(1)?;
+            None => 0,
+        };
+        let zeros = self.front_pad - hist_t;
+        let t_in = zeros + hist_t + t;
         if t_in < self.taps {
             candle_core::bail!(
                 "causal conv3d needs at least {} frames, got {t_in}",
@@ -143,27 +154,34 @@ impl CausalConv3d {
             );
         }
         let t_out = (t_in - self.taps) / self.stride_t + 1;
-        let stacked = if self.taps == 1 && self.stride_t == 1 {
-            x
-        } else {
-            let mut taps = Vec::with_capacity(self.taps);
-            for k in 0..self.taps {
-                let frames = if self.stride_t == 1 {
-                    x.narrow(1, k, t_out)?
-                } else {
-                    let idx: Vec<u32> =
-                        (0..t_out).map(|t| (t * self.stride_t + k) as u32).collect();
-                    let idx = Tensor::new(idx.as_slice(), x.device())?;
-                    x.index_select(&idx, 1)?
-                };
-                taps.push(frames);
+        let hist_skip = history.map_or(Ok(0), |hist| hist.dim(1))? - hist_t;
+        let source = |bi: usize, s: usize| -> Option<(usize, usize)> {
+            if s < zeros {
+                None
+            } else if s < zeros + hist_t {
+                let ht = hist_t + hist_skip;
+                Some((1, bi * ht + hist_skip + s - zeros))
+            } else {
+                Some((0, bi * t + s - zeros - hist_t))
             }
-            Tensor::cat(&taps, 2)?
         };
-        let (_, _, ck, h, w) = stacked.dims5()?;
-        let y = self
-            .conv
-            .forward(&stacked.reshape((b * t_out, ck, h, w))?)?;
+        let mut sources = Vec::with_capacity(b * t_out * self.taps);
+        for bi in 0..b {
+            for to in 0..t_out {
+                for k in 0..self.taps {
+                    sources.push(source(bi, to * self.stride_t + k));
+                }
+            }
+        }
+        let x = x.reshape((b * t, c, h, w))?;
+        let hist = history
+            .map(|hist| {
+                let (hb, ht, ..) = hist.dims5()?;
+                hist.reshape((hb * ht, c, h, w))
+            })
+            .transpose()?;
+        let inputs: Vec<&Tensor> = std::iter::once(&x).chain(hist.as_ref()).collect();
+        let y = self.conv.forward_frames(&inputs, &sources, self.taps)?;
         let (_, o, ho, wo) = y.dims4()?;
         y.reshape((b, t_out, o, ho, wo))
     }
