@@ -18,6 +18,11 @@ use rayon::prelude::*;
 /// Elements of the im2col buffer of one band (16 MiB in f32).
 const BAND_ELEMS: usize = 4 << 20;
 
+thread_local! {
+    /// The im2col buffer, kept between calls: every call overwrites the part it uses.
+    static COLS: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// A 2D convolution with stride 1 and equal zero padding on every side, whose input channels may
 /// come in `taps` blocks from different frames (the temporal taps of a 3D convolution).
 #[derive(Debug, Clone)]
@@ -32,12 +37,14 @@ pub struct Conv2d {
     padding: usize,
 }
 
-/// The geometry of one convolution call: input frames `[C, H, W]`, output frames `[O, Ho, Wo]`.
+/// The geometry of one convolution call: source frames `[C, H, W]`, seen enlarged `up` times by
+/// nearest-neighbour upsampling, and output frames `[O, Ho, Wo]`.
 #[derive(Debug, Clone, Copy)]
 struct Frame {
     c: usize,
     h: usize,
     w: usize,
+    up: usize,
     ho: usize,
     wo: usize,
 }
@@ -67,20 +74,30 @@ impl Conv2d {
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let (n, _, _, _) = x.dims4()?;
         let sources: Vec<Option<(usize, usize)>> = (0..n).map(|i| Some((0, i))).collect();
-        self.forward_frames(&[x], &sources, 1)
+        self.forward_frames(&[x], &sources, 1, 1)
+    }
+
+    /// Convolves `x` `[N, C, H, W]` upsampled `up` times (nearest neighbour) without building the
+    /// upsampled frames: `[N, O, up * H + 2p - kh + 1, up * W + 2p - kw + 1]`.
+    pub fn forward_upsampled(&self, x: &Tensor, up: usize) -> Result<Tensor> {
+        let (n, _, _, _) = x.dims4()?;
+        let sources: Vec<Option<(usize, usize)>> = (0..n).map(|i| Some((0, i))).collect();
+        self.forward_frames(&[x], &sources, 1, up)
     }
 
     /// Convolves frames gathered from several tensors.
     ///
     /// Each of `inputs` is `[N_i, C / taps, H, W]` (all with the same frame shape and device).
     /// Output frame `f` reads its `k`-th block of `C / taps` input channels from the frame
-    /// `sources[f * taps + k]`, given as `(input index, frame index)`, or zeros for `None`.
-    /// Returns `[sources.len() / taps, O, Ho, Wo]` in the dtype of the first input.
+    /// `sources[f * taps + k]`, given as `(input index, frame index)`, or zeros for `None`; the
+    /// frames are seen upsampled `up` times (nearest neighbour). Returns
+    /// `[sources.len() / taps, O, Ho, Wo]` in the dtype of the first input.
     pub fn forward_frames(
         &self,
         inputs: &[&Tensor],
         sources: &[Option<(usize, usize)>],
         taps: usize,
+        up: usize,
     ) -> Result<Tensor> {
         let first = inputs
             .first()
@@ -89,9 +106,10 @@ impl Conv2d {
         let (kh, kw) = self.kernel;
         let p = self.padding;
         if taps == 0
+            || up == 0
             || c * taps != self.in_channels
-            || h + 2 * p < kh
-            || w + 2 * p < kw
+            || up * h + 2 * p < kh
+            || up * w + 2 * p < kw
             || !sources.len().is_multiple_of(taps)
         {
             candle_core::bail!(
@@ -131,8 +149,9 @@ impl Conv2d {
             c,
             h,
             w,
-            ho: h + 2 * p + 1 - kh,
-            wo: w + 2 * p + 1 - kw,
+            up,
+            ho: up * h + 2 * p + 1 - kh,
+            wo: up * w + 2 * p + 1 - kw,
         };
         let frame_len = c * h * w;
         let mut frames = Vec::with_capacity(sources.len());
@@ -168,14 +187,40 @@ impl Conv2d {
         let k_len = taps * f.c * kh * kw;
         let out_len = o * f.ho * f.wo;
         let n_out = frames.len() / taps;
-        let mut out = vec![0f32; n_out * out_len];
-        if let Some(bias) = &self.bias {
-            for (plane, b) in out.chunks_exact_mut(f.ho * f.wo).zip(bias.iter().cycle()) {
-                plane.fill(*b);
+        let mut out = match &self.bias {
+            Some(bias) => {
+                let mut out = Vec::with_capacity(n_out * out_len);
+                for _ in 0..n_out {
+                    for b in bias {
+                        out.resize(out.len() + f.ho * f.wo, *b);
+                    }
+                }
+                out
             }
-        }
+            None => vec![0f32; n_out * out_len],
+        };
         let rows_per_band = (BAND_ELEMS / (k_len * f.wo).max(1)).clamp(1, f.ho);
-        let mut cols = vec![0f32; k_len * rows_per_band * f.wo];
+        COLS.with_borrow_mut(|cols| {
+            cols.resize(cols.len().max(k_len * rows_per_band * f.wo), 0.0);
+            self.convolve_into(&mut out, cols, frames, taps, f, rows_per_band);
+        });
+        out
+    }
+
+    /// Runs the bands of every output frame through `cols` and the GEMM into `out`.
+    fn convolve_into(
+        &self,
+        out: &mut [f32],
+        cols: &mut [f32],
+        frames: &[Option<&[f32]>],
+        taps: usize,
+        f: Frame,
+        rows_per_band: usize,
+    ) {
+        let (kh, kw) = self.kernel;
+        let o = self.out_channels;
+        let k_len = taps * f.c * kh * kw;
+        let out_len = o * f.ho * f.wo;
         for (i, out_frame) in out.chunks_exact_mut(out_len).enumerate() {
             let sources = &frames[i * taps..(i + 1) * taps];
             for r0 in (0..f.ho).step_by(rows_per_band) {
@@ -213,7 +258,6 @@ impl Conv2d {
                 }
             }
         }
-        out
     }
 
     /// Fills `cols` (`[taps * C * kh * kw, rows * Wo]`) with the input patches of output rows
@@ -239,18 +283,36 @@ impl Conv2d {
                 return;
             };
             let plane = &src[ch * f.h * f.w..(ch + 1) * f.h * f.w];
-            // Output columns whose input column `ox + kx - p` lies inside the frame.
+            let (h_up, w_up) = (f.up * f.h, f.up * f.w);
+            // Output columns whose (upsampled) input column `ox + kx - p` lies inside the frame.
             let x_lo = p.saturating_sub(kx).min(f.wo);
-            let x_hi = (f.w + p).saturating_sub(kx).min(f.wo).max(x_lo);
+            let x_hi = (w_up + p).saturating_sub(kx).min(f.wo).max(x_lo);
             for (r, line) in dst.chunks_exact_mut(f.wo).enumerate() {
                 let y = r0 + r + ky;
-                if y < p || y - p >= f.h {
+                if y < p || y - p >= h_up {
                     line.fill(0.0);
                     continue;
                 }
-                let src_row = &plane[(y - p) * f.w..(y - p + 1) * f.w];
+                let sy = (y - p) / f.up;
+                let src_row = &plane[sy * f.w..(sy + 1) * f.w];
                 line[..x_lo].fill(0.0);
-                line[x_lo..x_hi].copy_from_slice(&src_row[x_lo + kx - p..x_hi + kx - p]);
+                if f.up == 1 {
+                    line[x_lo..x_hi].copy_from_slice(&src_row[x_lo + kx - p..x_hi + kx - p]);
+                } else {
+                    // Each source value fills `up` neighbouring columns; the first run may be cut.
+                    let first = x_lo + kx - p;
+                    let mut out = &mut line[x_lo..x_hi];
+                    let mut sx = first / f.up;
+                    let mut run = f.up - first % f.up;
+                    while !out.is_empty() {
+                        let n = run.min(out.len());
+                        let (head, rest) = out.split_at_mut(n);
+                        head.fill(src_row[sx]);
+                        out = rest;
+                        sx += 1;
+                        run = f.up;
+                    }
+                }
                 line[x_hi..].fill(0.0);
             }
         });
@@ -302,7 +364,9 @@ mod tests {
         let conv = Conv2d::new(&wt, None, 1).expect("conv");
         // Output 0: [zeros, a1]; output 1: [a0, b0].
         let sources = [None, Some((0, 1)), Some((0, 0)), Some((1, 0))];
-        let got = conv.forward_frames(&[&a, &b], &sources, 2).expect("ours");
+        let got = conv
+            .forward_frames(&[&a, &b], &sources, 2, 1)
+            .expect("ours");
         let zeros = a.get(0).and_then(|f| f.zeros_like()).expect("zeros");
         let stacked = |x: &Tensor, y: &Tensor| {
             Tensor::cat(&[x, y], 0)
@@ -320,6 +384,23 @@ mod tests {
         let want = input.conv2d(&wt, 1, 1, 1, 1).expect("candle");
         let d = max_diff(&got, &want);
         assert!(d < 1e-4, "max |diff| {d}");
+    }
+
+    #[test]
+    fn upsampled_input_matches_upsample_then_conv() {
+        let dev = Device::Cpu;
+        let x = Tensor::randn(0f32, 1.0, (2, 3, 4, 5), &dev).expect("x");
+        let wt = Tensor::randn(0f32, 1.0, (4, 3, 3, 3), &dev).expect("w");
+        let b = Tensor::randn(0f32, 1.0, 4, &dev).expect("b");
+        let conv = Conv2d::new(&wt, Some(&b), 1).expect("conv");
+        let want = x
+            .upsample_nearest2d(8, 10)
+            .and_then(|u| conv.forward(&u))
+            .expect("upsample then conv");
+        let got = conv.forward_upsampled(&x, 2).expect("fused");
+        assert_eq!(got.dims(), want.dims());
+        let d = max_diff(&got, &want);
+        assert!(d < 1e-5, "max |diff| {d}");
     }
 
     #[test]

@@ -181,7 +181,7 @@ impl CausalConv3d {
             })
             .transpose()?;
         let inputs: Vec<&Tensor> = std::iter::once(&x).chain(hist.as_ref()).collect();
-        let y = self.conv.forward_frames(&inputs, &sources, self.taps)?;
+        let y = self.conv.forward_frames(&inputs, &sources, self.taps, 1)?;
         let (_, o, ho, wo) = y.dims4()?;
         y.reshape((b, t_out, o, ho, wo))
     }

@@ -449,9 +449,7 @@ impl Resample {
 /// Nearest-neighbour x2 (equal to nearest-exact at this factor) and a conv, per frame.
 fn upsample_spatial(x: &Tensor, conv: &GemmConv2d) -> candle_core::Result<Tensor> {
     let (frames, b, t) = fold_frames(x)?;
-    let (_, _, h, w) = frames.dims4()?;
-    let up = frames.upsample_nearest2d(2 * h, 2 * w)?;
-    unfold_frames(&conv.forward(&up)?, b, t)
+    unfold_frames(&conv.forward_upsampled(&frames, 2)?, b, t)
 }
 
 /// Zero-pads one row/column at the bottom/right and applies the stride-2 conv, per frame.
