@@ -14,6 +14,7 @@ pub mod conv2d;
 pub mod conv3d;
 pub mod error;
 pub mod layout;
+pub mod rms_norm;
 pub mod vae;
 
 pub use error::{Error, Result};

@@ -22,6 +22,7 @@ use crate::conv3d::{
 };
 use crate::error::{Error, Result};
 use crate::layout::{KeyLayout, official_name};
+use crate::rms_norm::RmsNorm;
 
 /// Per-channel latent mean of the released Wan2.1 VAE.
 const WAN21_LATENTS_MEAN: [f64; 16] = [
@@ -233,38 +234,6 @@ impl VaeConfig {
     }
 }
 
-/// RMS normalisation over channels: `x / max(||x||_2, 1e-12) * sqrt(C) * gamma` (the reference's
-/// `F.normalize`-based norm), computed in f32 for half types.
-#[derive(Debug, Clone)]
-struct RmsNorm {
-    /// `gamma * sqrt(C)`, shaped `[C, 1, 1]` to broadcast over `[.., C, H, W]`.
-    scale: Tensor,
-}
-
-impl RmsNorm {
-    /// Loads `gamma`, stored `[C, 1, 1, 1]` (`trailing_ones` 3, residual blocks) or `[C, 1, 1]` (2, attention).
-    fn load(vb: VarBuilder, channels: usize, trailing_ones: usize) -> candle_core::Result<Self> {
-        let mut shape = vec![channels];
-        shape.extend(std::iter::repeat_n(1, trailing_ones));
-        let gamma = vb.get(shape, "gamma")?;
-        let scale = (gamma.reshape((channels, 1, 1))? * (channels as f64).sqrt())?;
-        Ok(Self { scale })
-    }
-
-    /// Normalises `x` whose channel dim is third from last (`[.., C, H, W]`).
-    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let dtype = x.dtype();
-        let xf = match dtype {
-            DType::F16 | DType::BF16 => x.to_dtype(DType::F32)?,
-            _ => x.clone(),
-        };
-        let dim = x.rank() - 3;
-        let norm = xf.sqr()?.sum_keepdim(dim)?.sqrt()?.maximum(1e-12)?;
-        let normalized = xf.broadcast_div(&norm)?.to_dtype(dtype)?;
-        normalized.broadcast_mul(&self.scale)
-    }
-}
-
 /// `RMS, SiLU, conv3x3x3, RMS, SiLU, conv3x3x3` plus a 1x1x1 shortcut when the width changes.
 #[derive(Debug, Clone)]
 struct ResidualBlock {
@@ -303,9 +272,9 @@ impl ResidualBlock {
             Some(conv) => conv.forward(x, None)?,
             None => x.clone(),
         };
-        let y = candle_nn::ops::silu(&self.norm1.forward(x)?)?;
+        let y = self.norm1.forward_silu(x)?;
         let y = self.conv1.forward_cached(&y, cache)?;
-        let y = candle_nn::ops::silu(&self.norm2.forward(&y)?)?;
+        let y = self.norm2.forward_silu(&y)?;
         let y = self.conv2.forward_cached(&y, cache)?;
         y + h
     }
@@ -560,7 +529,7 @@ impl Encoder {
             };
         }
         let x = self.mid.forward(&x, cache)?;
-        let x = candle_nn::ops::silu(&self.norm_out.forward(&x)?)?;
+        let x = self.norm_out.forward_silu(&x)?;
         self.conv_out.forward_cached(&x, cache)
     }
 }
@@ -651,7 +620,7 @@ impl Decoder {
                 x = up.forward(&x, cache)?;
             }
         }
-        let x = candle_nn::ops::silu(&self.norm_out.forward(&x)?)?;
+        let x = self.norm_out.forward_silu(&x)?;
         self.conv_out.forward_cached(&x, cache)
     }
 }
