@@ -633,14 +633,25 @@ pub struct WanVae {
     decoder: Decoder,
     quant_conv: CausalConv3d,
     post_quant_conv: CausalConv3d,
+    /// The dtype `encode`/`decode` return.
     dtype: DType,
+    /// The dtype the layers compute in: f32 on the CPU, whose matmul has no half types.
+    compute: DType,
     device: Device,
 }
 
 impl WanVae {
-    /// Builds the model from `vb` in the diffusers key layout; weights take `vb`'s dtype and device.
+    /// Builds the model from `vb` in the diffusers key layout, on `vb`'s device. `encode` and
+    /// `decode` return `vb`'s dtype; on the CPU the weights are held and the layers computed in
+    /// f32 whatever that dtype (candle's CPU matmul has no half types).
     pub fn load(vb: VarBuilder, cfg: &VaeConfig) -> Result<Self> {
         cfg.validate()?;
+        let dtype = vb.dtype();
+        let vb = if vb.device().is_cpu() {
+            vb.set_dtype(DType::F32)
+        } else {
+            vb
+        };
         let z = cfg.z_dim;
         Ok(Self {
             encoder: Encoder::load(vb.pp("encoder"), cfg)?,
@@ -661,7 +672,8 @@ impl WanVae {
                 1,
                 (0, 0),
             )?,
-            dtype: vb.dtype(),
+            dtype,
+            compute: vb.dtype(),
             device: vb.device().clone(),
             cfg: cfg.clone(),
         })
@@ -717,7 +729,7 @@ impl WanVae {
         &self.cfg
     }
 
-    /// The dtype of the weights and of the tensors `encode`/`decode` return.
+    /// The dtype of the tensors `encode`/`decode` return.
     pub fn dtype(&self) -> DType {
         self.dtype
     }
@@ -739,11 +751,11 @@ impl WanVae {
         let frames = self.cfg.decoded_frames(t);
         let out = Tensor::zeros(
             (b, self.cfg.out_channels, frames, h * s, w * s),
-            self.dtype,
+            self.compute,
             &self.device,
         )?;
         let z = z
-            .to_dtype(self.dtype)?
+            .to_dtype(self.compute)?
             .to_device(&self.device)?
             .permute((0, 2, 1, 3, 4))?;
         debug_assert_eq!(c, self.cfg.z_dim);
@@ -768,7 +780,7 @@ impl WanVae {
             offset += chunk_frames;
             progress(i + 1, t);
         }
-        Ok(out)
+        Ok(out.to_dtype(self.dtype)?)
     }
 
     /// Encodes a video `[B, 3, 1 + 4k, H, W]` (values in `[-1, 1]`) to the posterior mean
@@ -783,7 +795,7 @@ impl WanVae {
             )));
         }
         let x = x
-            .to_dtype(self.dtype)?
+            .to_dtype(self.compute)?
             .to_device(&self.device)?
             .permute((0, 2, 1, 3, 4))?;
         let mut cache = FeatureCache::new();
@@ -800,6 +812,7 @@ impl WanVae {
         }
         Ok(Tensor::cat(&means, 1)?
             .permute((0, 2, 1, 3, 4))?
+            .to_dtype(self.dtype)?
             .contiguous()?)
     }
 
