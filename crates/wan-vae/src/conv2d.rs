@@ -72,9 +72,7 @@ impl Conv2d {
 
     /// Convolves `x` `[N, C, H, W]` into `[N, O, H + 2p - kh + 1, W + 2p - kw + 1]`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let (n, _, _, _) = x.dims4()?;
-        let sources: Vec<Option<(usize, usize)>> = (0..n).map(|i| Some((0, i))).collect();
-        self.forward_frames(&[x], &sources, 1, 1)
+        self.forward_upsampled(x, 1)
     }
 
     /// Convolves `x` `[N, C, H, W]` upsampled `up` times (nearest neighbour) without building the
